@@ -1,0 +1,27 @@
+"""Server settings, read from the command line and ``TESTOQA_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest_server.db.engine import DEFAULT_DATABASE_URL
+
+DEFAULT_MAX_BATCH_ITEMS = 1_000
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can tune; the defaults serve one team on SQLite."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Executions per POST .../executions request.
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS
+    # Bytes per request body; a larger body is answered 413 before it is read.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Base of the report links the server returns, such as https://testoqa.example.com;
+    # when unset they are built from the request's own scheme and host.
+    public_url: str | None = None
+    pool_size: int = 10

@@ -1,0 +1,1 @@
+"""Database layer: typed models, the engine and schema migrations."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy queries; every function over tenant data requires a ``project_id``."""

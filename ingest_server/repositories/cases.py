@@ -1,0 +1,111 @@
+"""Queries over test cases and the cases each run collected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ingest_server.db.models import RunCase, TestCase
+from ingest_server.repositories.base import chunks, upsert
+
+CASE_FIELDS = ("node_id", "file", "name", "line", "class_name", "function", "markers")
+
+
+async def upsert_cases(
+    session: AsyncSession, project_id: int, cases: Sequence[dict[str, Any]], *, now: dt.datetime
+) -> tuple[dict[str, uuid.UUID], int]:
+    """Insert or refresh cases by key; return their ids by key and how many were new.
+
+    Each dict has ``key`` and the fields of CASE_FIELDS. Rows are written in
+    key order, so concurrent upserts of overlapping sets lock in one order.
+    """
+    ids: dict[str, uuid.UUID] = {}
+    created = 0
+    rows = [
+        {
+            "project_id": project_id,
+            "id": uuid.uuid4(),
+            "key": case["key"],
+            **{name: case.get(name) for name in CASE_FIELDS},
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
+        for case in sorted(cases, key=lambda case: str(case["key"]))
+    ]
+    for rows_chunk in chunks(rows):
+        statement = upsert(session, TestCase.__table__).values(list(rows_chunk))
+        statement = statement.on_conflict_do_update(
+            index_elements=["project_id", "key"],
+            set_={name: statement.excluded[name] for name in (*CASE_FIELDS, "last_seen_at")},
+        ).returning(
+            TestCase.__table__.c.key, TestCase.__table__.c.id, TestCase.__table__.c.first_seen_at
+        )
+        result = await session.execute(statement)
+        for key, case_id, first_seen_at in result.all():
+            ids[key] = case_id
+            created += first_seen_at == now
+    return ids, created
+
+
+async def ensure_cases(
+    session: AsyncSession, project_id: int, keys: dict[str, str | None], *, now: dt.datetime
+) -> dict[str, uuid.UUID]:
+    """Return case ids by key, creating missing cases; keys maps each key to its node id."""
+    rows = [
+        {
+            "project_id": project_id,
+            "id": uuid.uuid4(),
+            "key": key,
+            "node_id": node_id,
+            "markers": [],
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
+        for key, node_id in sorted(keys.items())
+    ]
+    ids: dict[str, uuid.UUID] = {}
+    table = TestCase.__table__
+    for rows_chunk in chunks(rows):
+        statement = upsert(session, table).values(list(rows_chunk))
+        statement = statement.on_conflict_do_update(
+            index_elements=["project_id", "key"],
+            set_={"last_seen_at": statement.excluded["last_seen_at"]},
+        ).returning(table.c.key, table.c.id)
+        result = await session.execute(statement)
+        ids.update({key: case_id for key, case_id in result.all()})
+    return ids
+
+
+async def link_run_cases(
+    session: AsyncSession, project_id: int, run_id: uuid.UUID, case_ids: Sequence[uuid.UUID]
+) -> None:
+    """Record that the run collected these cases."""
+    rows = [
+        {"project_id": project_id, "run_id": run_id, "case_id": case_id}
+        for case_id in sorted(set(case_ids))
+    ]
+    for rows_chunk in chunks(rows):
+        statement = upsert(session, RunCase.__table__).values(list(rows_chunk))
+        await session.execute(statement.on_conflict_do_nothing())
+
+
+async def get_case(session: AsyncSession, project_id: int, case_id: uuid.UUID) -> TestCase | None:
+    return await session.get(TestCase, (project_id, case_id))
+
+
+async def get_case_keys(
+    session: AsyncSession, project_id: int, case_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    if not case_ids:
+        return {}
+    result = await session.execute(
+        select(TestCase.id, TestCase.key).where(
+            TestCase.project_id == project_id, TestCase.id.in_(set(case_ids))
+        )
+    )
+    return {case_id: key for case_id, key in result.all()}

@@ -1,0 +1,1 @@
+"""Use cases: each authorizes its caller, then works through repositories."""

@@ -1,0 +1,32 @@
+"""The set of services one server process uses, built around one Database."""
+
+from __future__ import annotations
+
+from ingest_server.config import Settings
+from ingest_server.db.engine import Database
+from ingest_server.db.migrate import SchemaState, schema_state
+from ingest_server.services.admin import AdminService
+from ingest_server.services.auth import AuthService
+from ingest_server.services.ingest import IngestService
+from ingest_server.services.runs import RunService
+
+
+class Services:
+    """Every use case of the server; the web layer and the CLI reach the database only here."""
+
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
+        self.settings = settings
+        self.database = database or Database(settings.database_url, pool_size=settings.pool_size)
+        self.auth = AuthService(self.database)
+        self.admin = AdminService(self.database)
+        self.runs = RunService(self.database)
+        self.ingest = IngestService(self.database, max_batch_items=settings.max_batch_items)
+
+    async def schema_state(self) -> SchemaState:
+        return await schema_state(self.database)
+
+    def pool_status(self) -> dict[str, int]:
+        return self.database.pool_status()
+
+    async def close(self) -> None:
+        await self.database.dispose()

@@ -1,0 +1,1 @@
+"""Web layer: middlewares, handlers and the route table. It calls services only."""

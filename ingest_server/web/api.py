@@ -1,0 +1,123 @@
+"""Handlers of the v1 JSON API: read the request, call one service, write the response."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ingest_server import schemas
+from ingest_server.logs import ingest_logger
+from ingest_server.services.context import RequestContext
+from ingest_server.services.errors import NotFound
+from ingest_server.services.pagination import DEFAULT_LIMIT
+from ingest_server.web.keys import METRICS_KEY, SERVICES_KEY
+from ingest_server.web.requests import check_query, query_int, query_text, read_json_body
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=model.model_dump_json().encode(), content_type="application/json"
+    )
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    value = request.match_info[name]
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"{what} {value[:100]!r} not found: {what} ids are UUIDs") from exc
+
+
+async def create_run(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ())
+    body = await read_json_body(request, schemas.RunCreate)
+    result = await request.app[SERVICES_KEY].runs.create_or_join(ctx, body)
+    ingest_logger.info(
+        "run %s %s by session %s",
+        result.run_id,
+        "created" if result.created else "joined",
+        body.client_run_id,
+    )
+    return json_response(result, status=201 if result.created else 200)
+
+
+async def upsert_cases(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ())
+    run_id = path_uuid(request, "run", "run")
+    body = await read_json_body(request, schemas.CasesUpsert)
+    result = await request.app[SERVICES_KEY].runs.upsert_cases(ctx, run_id, body)
+    return json_response(result)
+
+
+async def post_executions(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ())
+    run_id = path_uuid(request, "run", "run")
+    body = await read_json_body(request, schemas.ExecutionBatch)
+    result = await request.app[SERVICES_KEY].ingest.ingest(ctx, run_id, body)
+    metrics = request.app[METRICS_KEY]
+    metrics.batch_size.observe(len(body.executions))
+    metrics.executions.labels("accepted").inc(result.accepted)
+    metrics.executions.labels("duplicate").inc(result.duplicate)
+    metrics.executions.labels("rejected").inc(result.rejected)
+    ingest_logger.info(
+        "batch for run %s: %d accepted, %d duplicate, %d rejected",
+        run_id,
+        result.accepted,
+        result.duplicate,
+        result.rejected,
+    )
+    return json_response(result)
+
+
+async def finish_run(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ())
+    run_id = path_uuid(request, "run", "run")
+    body = await read_json_body(request, schemas.RunFinish)
+    result = await request.app[SERVICES_KEY].runs.finish(ctx, run_id, body)
+    ingest_logger.info("run %s is %s after a finish request", run_id, result.status)
+    return json_response(result)
+
+
+async def list_runs(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ("branch", "status", "limit", "cursor"))
+    page = await request.app[SERVICES_KEY].runs.list(
+        ctx,
+        branch=query_text(request, "branch"),
+        status=query_text(request, "status"),
+        limit=query_int(request, "limit", DEFAULT_LIMIT),
+        cursor=query_text(request, "cursor", 1000),
+    )
+    return json_response(page)
+
+
+async def get_run(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ())
+    run_id = path_uuid(request, "run", "run")
+    return json_response(await request.app[SERVICES_KEY].runs.get(ctx, run_id))
+
+
+async def list_executions(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ("outcome", "limit", "cursor"))
+    run_id = path_uuid(request, "run", "run")
+    page = await request.app[SERVICES_KEY].runs.list_executions(
+        ctx,
+        run_id,
+        outcome=query_text(request, "outcome"),
+        limit=query_int(request, "limit", DEFAULT_LIMIT),
+        cursor=query_text(request, "cursor", 1000),
+    )
+    return json_response(page)
+
+
+async def case_history(request: web.Request, ctx: RequestContext) -> web.Response:
+    check_query(request, ("limit", "cursor"))
+    case_id = path_uuid(request, "case", "case")
+    history = await request.app[SERVICES_KEY].runs.case_history(
+        ctx,
+        case_id,
+        limit=query_int(request, "limit", DEFAULT_LIMIT),
+        cursor=query_text(request, "cursor", 1000),
+    )
+    return json_response(history)

@@ -1,0 +1,165 @@
+"""The route table: one declaration per route feeds both aiohttp and the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ingest_server import schemas
+from ingest_server.services.authz import Action
+from ingest_server.services.context import RequestContext
+from ingest_server.web import api
+from ingest_server.web.keys import get_context
+
+ApiHandler = Callable[[web.Request, RequestContext], Awaitable[web.StreamResponse]]
+
+PROJECT = "/api/v1/projects/{key}"
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    schema: dict[str, object]
+    description: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route: what it takes, what it returns and which action it needs."""
+
+    method: str
+    path: str
+    handler: ApiHandler
+    name: str
+    summary: str
+    action: Action
+    response: type[BaseModel]
+    request: type[BaseModel] | None = None
+    status: int = 200
+    query: tuple[QueryParam, ...] = ()
+    extra_statuses: tuple[int, ...] = field(default=())
+
+
+LIMIT = QueryParam(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Items per page."
+)
+CURSOR = QueryParam("cursor", {"type": "string"}, "The next_cursor of the previous page.")
+
+API_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        f"{PROJECT}/runs",
+        api.create_run,
+        "create_run",
+        "Create a run, or join the run with the same client run id or run key.",
+        Action.REPORT_RESULTS,
+        schemas.RunCreated,
+        schemas.RunCreate,
+        status=201,
+        extra_statuses=(200,),
+    ),
+    Route(
+        "GET",
+        f"{PROJECT}/runs",
+        api.list_runs,
+        "list_runs",
+        "List the project's runs, newest first.",
+        Action.READ_RESULTS,
+        schemas.RunPage,
+        query=(
+            QueryParam("branch", {"type": "string"}, "Only runs of this branch."),
+            QueryParam(
+                "status",
+                {"enum": ["running", "finished", "interrupted"]},
+                "Only runs with this status.",
+            ),
+            LIMIT,
+            CURSOR,
+        ),
+    ),
+    Route(
+        "GET",
+        f"{PROJECT}/runs/{{run}}",
+        api.get_run,
+        "get_run",
+        "Return a run with totals by final outcome, computed by the server.",
+        Action.READ_RESULTS,
+        schemas.RunDetail,
+    ),
+    Route(
+        "PUT",
+        f"{PROJECT}/runs/{{run}}/cases",
+        api.upsert_cases,
+        "upsert_cases",
+        "Create or update the test cases the run collected.",
+        Action.REPORT_RESULTS,
+        schemas.CasesUpserted,
+        schemas.CasesUpsert,
+    ),
+    Route(
+        "POST",
+        f"{PROJECT}/runs/{{run}}/executions",
+        api.post_executions,
+        "post_executions",
+        "Store a batch of executions; repeated ids are duplicates, never second rows.",
+        Action.REPORT_RESULTS,
+        schemas.BatchResult,
+        schemas.ExecutionBatch,
+    ),
+    Route(
+        "GET",
+        f"{PROJECT}/runs/{{run}}/executions",
+        api.list_executions,
+        "list_executions",
+        "List a run's executions in start order.",
+        Action.READ_RESULTS,
+        schemas.ExecutionPage,
+        query=(
+            QueryParam(
+                "outcome", {"enum": list(schemas.OUTCOMES)}, "Only executions with this outcome."
+            ),
+            LIMIT,
+            CURSOR,
+        ),
+    ),
+    Route(
+        "POST",
+        f"{PROJECT}/runs/{{run}}/finish",
+        api.finish_run,
+        "finish_run",
+        "Finish a session of the run, or all of them.",
+        Action.REPORT_RESULTS,
+        schemas.RunDetail,
+        schemas.RunFinish,
+    ),
+    Route(
+        "GET",
+        f"{PROJECT}/cases/{{case}}/history",
+        api.case_history,
+        "case_history",
+        "Return a test case and its executions, newest first.",
+        Action.READ_RESULTS,
+        schemas.CaseHistory,
+        query=(LIMIT, CURSOR),
+    ),
+)
+
+
+def _bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = get_context(request)
+        # Authorize before the body is read, so a project the caller may not
+        # see is a 404 whatever the body holds. The service checks again.
+        ctx.require(route.action)
+        return await route.handler(request, ctx)
+
+    handle.__name__ = route.name
+    return handle
+
+
+def add_api_routes(app: web.Application) -> None:
+    for route in API_ROUTES:
+        app.router.add_route(route.method, route.path, _bind(route), name=route.name)
