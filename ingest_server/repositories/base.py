@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.schema import Table
+
+from ingest_server.db.models import Base
 
 T = TypeVar("T")
 
@@ -25,11 +26,11 @@ def dialect_name(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
-def upsert(session: AsyncSession, table: Table) -> Any:
-    """Return an INSERT for table that supports ``on_conflict_do_*`` on this dialect."""
+def upsert(session: AsyncSession, model: type[Base]) -> Any:
+    """Return an INSERT into model's table that supports ``on_conflict_do_*`` on this dialect."""
     if dialect_name(session) == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def chunks(items: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:

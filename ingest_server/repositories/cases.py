@@ -38,7 +38,7 @@ async def upsert_cases(
         for case in sorted(cases, key=lambda case: str(case["key"]))
     ]
     for rows_chunk in chunks(rows):
-        statement = upsert(session, TestCase.__table__).values(list(rows_chunk))
+        statement = upsert(session, TestCase).values(list(rows_chunk))
         statement = statement.on_conflict_do_update(
             index_elements=["project_id", "key"],
             set_={name: statement.excluded[name] for name in (*CASE_FIELDS, "last_seen_at")},
@@ -56,7 +56,7 @@ async def ensure_cases(
     session: AsyncSession, project_id: int, keys: dict[str, str | None], *, now: dt.datetime
 ) -> dict[str, uuid.UUID]:
     """Return case ids by key, creating missing cases; keys maps each key to its node id."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "project_id": project_id,
             "id": uuid.uuid4(),
@@ -71,7 +71,7 @@ async def ensure_cases(
     ids: dict[str, uuid.UUID] = {}
     table = TestCase.__table__
     for rows_chunk in chunks(rows):
-        statement = upsert(session, table).values(list(rows_chunk))
+        statement = upsert(session, TestCase).values(list(rows_chunk))
         statement = statement.on_conflict_do_update(
             index_elements=["project_id", "key"],
             set_={"last_seen_at": statement.excluded["last_seen_at"]},
@@ -90,7 +90,7 @@ async def link_run_cases(
         for case_id in sorted(set(case_ids))
     ]
     for rows_chunk in chunks(rows):
-        statement = upsert(session, RunCase.__table__).values(list(rows_chunk))
+        statement = upsert(session, RunCase).values(list(rows_chunk))
         await session.execute(statement.on_conflict_do_nothing())
 
 

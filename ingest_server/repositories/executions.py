@@ -26,7 +26,7 @@ async def insert_new(
     table = Execution.__table__
     for rows_chunk in chunks([{**row, "project_id": project_id} for row in rows], 500):
         statement = (
-            upsert(session, table)
+            upsert(session, Execution)
             .values(list(rows_chunk))
             .on_conflict_do_nothing(index_elements=["project_id", "id"])
             .returning(table.c.id)

@@ -57,7 +57,7 @@ class RunService:
         return schemas.RunCreated(
             run_id=run.id,
             report_url=run_url(ctx, project.key, run.id),
-            status=run.status,  # type: ignore[arg-type]
+            status=run.status,
             created=created,
         )
 
@@ -302,7 +302,7 @@ class RunService:
                 branch=run.branch,
                 commit=run.commit,
                 attempt=execution.attempt,
-                outcome=execution.outcome,  # type: ignore[arg-type]
+                outcome=execution.outcome,
                 duration=execution.duration,
                 started_at=execution.started_at,
             )
@@ -322,7 +322,7 @@ class RunService:
             id=run.id,
             name=run.name,
             run_key=run.run_key,
-            status=run.status,  # type: ignore[arg-type]
+            status=run.status,
             started_at=run.started_at,
             finished_at=run.finished_at,
             exit_status=run.exit_status,

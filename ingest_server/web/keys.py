@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from aiohttp import web
 
 from ingest_server.logs import RateLimitedCounter
@@ -15,8 +13,9 @@ SERVICES_KEY = web.AppKey("services", Services)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 AUTH_FAILURES_KEY = web.AppKey("auth_failures", RateLimitedCounter)
 
-_CONTEXT = "testoqa_context"
-_REQUEST_ID = "testoqa_request_id"
+_CONTEXT = web.RequestKey("testoqa_context", RequestContext)
+_REQUEST_ID = web.RequestKey("testoqa_request_id", str)
+LOG_FIELDS_KEY = web.RequestKey("testoqa_log_fields", dict[str, str])
 
 
 def set_context(request: web.Request, ctx: RequestContext) -> None:
@@ -24,7 +23,7 @@ def set_context(request: web.Request, ctx: RequestContext) -> None:
 
 
 def get_context(request: web.Request) -> RequestContext:
-    return cast(RequestContext, request[_CONTEXT])
+    return request[_CONTEXT]
 
 
 def set_request_id(request: web.Request, request_id: str) -> None:
@@ -32,4 +31,5 @@ def set_request_id(request: web.Request, request_id: str) -> None:
 
 
 def get_request_id(request: web.Request) -> str:
-    return cast(str, request.get(_REQUEST_ID, "-"))
+    request_id: str = request.get(_REQUEST_ID, "-")
+    return request_id

@@ -49,5 +49,5 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
-        for state in ("in_use", "idle"):
-            pool.labels(state).set_function(lambda state=state: pool_status()[state])
+        pool.labels("in_use").set_function(lambda: pool_status()["in_use"])
+        pool.labels("idle").set_function(lambda: pool_status()["idle"])

@@ -17,6 +17,7 @@ from ingest_server.services.errors import ServiceError, Unauthenticated
 from ingest_server.web.errors import error_response, from_http_exception, status_for
 from ingest_server.web.keys import (
     AUTH_FAILURES_KEY,
+    LOG_FIELDS_KEY,
     METRICS_KEY,
     SERVICES_KEY,
     get_request_id,
@@ -88,7 +89,7 @@ def _observe(
     route = route_label(request)
     metrics.requests.labels(request.method, route, str(response.status)).inc()
     metrics.latency.labels(request.method, route).observe(elapsed)
-    ctx_fields = dict(request.get("testoqa_log_fields", {}))
+    ctx_fields = request.get(LOG_FIELDS_KEY, {})
     access_logger.info(
         '"%s %s" %d %.1fms',
         request.method,
@@ -122,7 +123,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         base_url=services.settings.public_url or f"{request.scheme}://{request.host}",
     )
     fields = ctx.log_fields()
-    request["testoqa_log_fields"] = fields
+    request[LOG_FIELDS_KEY] = fields
     request_fields.set(tuple(fields.items()))
     set_context(request, ctx)
     return await handler(request)
