@@ -85,7 +85,8 @@ def _wait_until_accepting(port: int, process: subprocess.Popen[bytes], log: Path
     raise RuntimeError(f"PostgreSQL did not accept connections within {POSTGRES_START_TIMEOUT} s")
 
 
-def _start_postgres(workdir: Path) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+def start_postgres(workdir: Path) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
+    """Start PostgreSQL on a new cluster in workdir; the caller terminates the process."""
     initdb, postgres = _find_binary("initdb"), _find_binary("postgres")
     if initdb is None or postgres is None:
         raise FileNotFoundError("PostgreSQL binaries 'initdb' and 'postgres' are not installed")
@@ -150,7 +151,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         return
     workdir = Path(tempfile.mkdtemp(prefix="testoqa-pg-"))
     try:
-        server, process = _start_postgres(workdir)
+        server, process = start_postgres(workdir)
     except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         if os.environ.get("CI") == "true":
