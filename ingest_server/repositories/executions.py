@@ -24,7 +24,10 @@ async def insert_new(
     """
     inserted: set[uuid.UUID] = set()
     table = Execution.__table__
-    for rows_chunk in chunks([{**row, "project_id": project_id} for row in rows], 500):
+    # Id order makes concurrent batches with overlapping ids lock rows in
+    # one order, so PostgreSQL never sees a deadlock between them.
+    ordered = sorted(({**row, "project_id": project_id} for row in rows), key=lambda r: r["id"])
+    for rows_chunk in chunks(ordered, 500):
         statement = (
             upsert(session, Execution)
             .values(list(rows_chunk))

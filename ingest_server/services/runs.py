@@ -17,10 +17,11 @@ from ingest_server.repositories.base import AlreadyExists
 from ingest_server.services.authz import Action
 from ingest_server.services.clock import utcnow
 from ingest_server.services.context import ProjectScope, RequestContext
-from ingest_server.services.errors import FieldError, InvalidInput, NotFound
+from ingest_server.services.errors import Conflict, FieldError, InvalidInput, NotFound
 from ingest_server.services.pagination import check_limit, decode_cursor, encode_cursor
 
 RUN_STATUSES = ("running", "finished", "interrupted")
+CREATE_ATTEMPTS = 3
 
 
 def run_url(ctx: RequestContext, project_key: str, run_id: uuid.UUID) -> str:
@@ -52,8 +53,19 @@ class RunService:
     ) -> schemas.RunCreated:
         """Create a run, or join the one with the same client run id or run key."""
         project = ctx.require(Action.REPORT_RESULTS)
-        async with self._db.write() as session:
-            run, created = await self._create_or_join(session, project.id, body)
+        for _ in range(CREATE_ATTEMPTS):
+            try:
+                async with self._db.write() as session:
+                    run, created = await self._create_or_join(session, project.id, body)
+                break
+            except AlreadyExists:
+                # The same session started concurrently (a client retry that
+                # overtook its first request); the next attempt finds it.
+                continue
+        else:
+            raise Conflict(
+                f"client run id {body.client_run_id!r} is being created concurrently; retry"
+            )
         return schemas.RunCreated(
             run_id=run.id,
             report_url=run_url(ctx, project.key, run.id),
