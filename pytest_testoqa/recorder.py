@@ -1,0 +1,280 @@
+"""The Recorder: the plugin object whose methods are pytest hooks.
+
+One Recorder runs in each pytest process that reports. Without xdist (or
+with ``-n 0``) that is the only process. Under xdist every worker reports
+the tests it runs and the cases it collected, and the controller reports
+the run's start and finish plus any report no worker produced (a crashed
+worker's test). Each process spools and sends its own events, so no
+execution is sent twice and none depends on another process surviving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import socket
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_testoqa import __version__, executions
+from pytest_testoqa.client import ApiClient
+from pytest_testoqa.identity import case_key, describe, parameters
+from pytest_testoqa.sender import Sender
+from pytest_testoqa.settings import Settings
+from pytest_testoqa.spool import SpoolHeader, SpoolWriter
+
+CASES_PER_EVENT = 1_000
+CRASH_PHASE = "???"  # xdist's phase name for the report of a crashed worker's test
+
+
+@dataclass
+class ProcessStats:
+    """What one process delivered; workers pass theirs to the controller as plain data."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    pending: int = 0
+    spool_files: list[str] = field(default_factory=list)
+    fatal: str | None = None
+    fatal_status: int | None = None
+    error: str | None = None
+    report_url: str | None = None
+
+    def merge(self, other: dict[str, Any]) -> None:
+        self.accepted += int(other.get("accepted", 0))
+        self.duplicate += int(other.get("duplicate", 0))
+        self.rejected += int(other.get("rejected", 0))
+        self.pending += int(other.get("pending", 0))
+        self.spool_files += list(other.get("spool_files", []))
+        self.fatal = self.fatal or other.get("fatal")
+        self.fatal_status = self.fatal_status or other.get("fatal_status")
+        self.error = self.error or other.get("error")
+        self.report_url = self.report_url or other.get("report_url")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What every process of a session shares: passed to xdist workers as plain data."""
+
+    client_run_id: str
+    run_body: dict[str, Any]
+
+
+class Recorder:
+    def __init__(
+        self, config: pytest.Config, settings: Settings, identity: RunIdentity, process: str
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.identity = identity
+        self.process = process
+        self.is_worker = hasattr(config, "workerinput")
+        self.worker_id = config.workerinput["workerid"] if self.is_worker else None  # type: ignore[attr-defined]
+        self._attempts: dict[str, executions.Attempt] = {}
+        self.stats = ProcessStats()
+        self.writer: SpoolWriter | None = None
+        self.sender: Sender | None = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        directory = self.settings.spool_dir / self.identity.client_run_id
+        header = SpoolHeader(self.settings.url, self.settings.project, self.identity.client_run_id)
+        self.writer = SpoolWriter(directory, self.process, header)
+        client = ApiClient(
+            self.settings.url, self.settings.project, self.settings.token, self.settings.timeout
+        )
+        self.sender = Sender(client, self.writer)
+        self.sender.start()
+        self._emit("run", self.identity.run_body)
+
+    def _emit(self, kind: str, body: dict[str, Any]) -> None:
+        assert self.writer is not None
+        assert self.sender is not None
+        self.sender.submit(self.writer.append(kind, body))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.start()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.process == "controller":
+            return  # the workers collect and send the cases
+        cases: list[dict[str, Any]] = []
+        for item in session.items:
+            if self.config.hook.pytest_testoqa_exclude(item=item):
+                continue
+            cases.append(describe(item))
+            if len(cases) == CASES_PER_EVENT:
+                self._emit("cases", {"cases": cases})
+                cases = []
+        if cases:
+            self._emit("cases", {"cases": cases})
+
+    # --- reports --------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        info = item.stash.get(CASE_KEY, None)
+        if info is None:
+            excluded = bool(self.config.hook.pytest_testoqa_exclude(item=item))
+            info = {"key": None if excluded else case_key(item), "params": parameters(item)}
+            item.stash[CASE_KEY] = info
+        # Plain attributes travel with the report to the xdist controller,
+        # which then knows a worker has recorded it.
+        report.testoqa_case = info["key"]  # type: ignore[attr-defined]
+        if call.when == "setup":
+            report.testoqa_params = info["params"]  # type: ignore[attr-defined]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.process == "controller":
+            if not hasattr(report, "testoqa_case"):
+                self._record_crash(report)
+            return
+        key = getattr(report, "testoqa_case", None)
+        if key is None:
+            return  # excluded by pytest_testoqa_exclude, or not a test of ours
+        number = int(getattr(report, "rerun", 0)) + 1
+        attempt = self._attempts.get(report.nodeid)
+        if attempt is None or attempt.number != number or report.when in attempt.reports:
+            attempt = executions.Attempt(report.nodeid, number)
+            self._attempts[report.nodeid] = attempt
+        attempt.reports[report.when] = report
+        if report.when == "setup":
+            attempt.params = getattr(report, "testoqa_params", {})
+        if report.when == "teardown":
+            del self._attempts[report.nodeid]
+            self._record(attempt, key, report)
+
+    def _record(self, attempt: executions.Attempt, key: str, report: pytest.TestReport) -> None:
+        payload = executions.build(
+            attempt,
+            key,
+            self.worker_id,
+            attempt.params,
+            capture_limit=self.settings.capture_limit,
+            patterns=self.settings.redact,
+        )
+        edited = self.config.hook.pytest_testoqa_execution(execution=payload, report=report)
+        if edited is False:
+            return
+        if isinstance(edited, dict):
+            payload = edited
+        self._emit("execution", payload)
+
+    def _record_crash(self, report: pytest.TestReport) -> None:
+        """Record a report xdist made for a test whose worker died."""
+        if report.when != CRASH_PHASE:
+            return
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", None)
+        attempt = executions.Attempt(report.nodeid, 1)
+        report.when = "call"
+        attempt.reports["call"] = report
+        payload = executions.build(
+            attempt,
+            report.nodeid,
+            worker,
+            {},
+            capture_limit=self.settings.capture_limit,
+            patterns=self.settings.redact,
+        )
+        self._emit("execution", payload)
+
+    # --- end of session ---------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.writer is None or self.sender is None:
+            return
+        if not self.is_worker:
+            status = "interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished"
+            self._emit(
+                "finish",
+                {
+                    "status": status,
+                    "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "exit_status": int(exitstatus),
+                    "client_run_id": self.identity.client_run_id,
+                },
+            )
+        self.sender.close(self.settings.flush_deadline)
+        self._collect_stats()
+        if self.is_worker:
+            self.config.workeroutput["testoqa"] = self.stats.__dict__  # type: ignore[attr-defined]
+        if self.settings.strict and self.undelivered and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _collect_stats(self) -> None:
+        assert self.writer is not None
+        assert self.sender is not None
+        delivery = self.sender.delivery.stats
+        self.stats.accepted += delivery.accepted
+        self.stats.duplicate += delivery.duplicate
+        self.stats.rejected += delivery.rejected
+        self.stats.report_url = self.stats.report_url or delivery.report_url
+        if delivery.fatal is not None:
+            self.stats.fatal = delivery.fatal.message
+            self.stats.fatal_status = delivery.fatal.status
+        elif delivery.last_error is not None and (delivery.gave_up or self.writer.pending):
+            self.stats.error = delivery.last_error.message
+        self.stats.pending += self.writer.close()
+        if self.writer.path.exists():
+            self.stats.spool_files.append(str(self.writer.path))
+
+    @property
+    def undelivered(self) -> bool:
+        return bool(self.stats.spool_files or self.stats.fatal)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Fold a finished xdist worker's delivery figures into this controller's."""
+        output = getattr(node, "workeroutput", None) or {}
+        if "testoqa" in output:
+            self.stats.merge(output["testoqa"])
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        from pytest_testoqa.summary import write_summary
+
+        write_summary(terminalreporter, self.stats, self.settings)
+
+
+CASE_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def new_identity(config: pytest.Config, settings: Settings, ci: Any) -> RunIdentity:
+    """Describe the run this session starts; the client run id is new for every session."""
+    client_run_id = uuid.uuid4().hex
+    metadata: dict[str, str] = {}
+    for result in config.hook.pytest_testoqa_run_metadata(config=config):
+        if isinstance(result, dict):
+            metadata.update({str(k)[:100]: str(v)[:1000] for k, v in result.items()})
+    body: dict[str, Any] = {
+        "client_run_id": client_run_id,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "ci": ci.payload(),
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform()[:200],
+            "pytest": pytest.__version__,
+            "plugin": __version__,
+            "host": socket.gethostname()[:255],
+            "metadata": dict(list(metadata.items())[:50]),
+        },
+    }
+    if settings.run_name:
+        body["name"] = settings.run_name[:200]
+    if settings.run_key:
+        body["run_key"] = settings.run_key[:200]
+    return RunIdentity(client_run_id, body)
