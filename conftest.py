@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester runs inner pytest sessions for the plugin tests.
+pytest_plugins = ["pytester"]
+
 POSTGRES_START_TIMEOUT = 60.0
 
 
