@@ -26,7 +26,6 @@ from ingest_server.services.container import Services
 from ingest_server.services.context import OPERATOR, RequestContext
 from ingest_server.web.app import create_app
 
-
 PROJECT = "PLUG"
 
 
