@@ -45,7 +45,7 @@ class LiveServer:
             f"{self.url}/api/v1/projects/{self.project}{path}",
             headers={"Authorization": f"Bearer {self.token}"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
     def runs(self) -> list[dict[str, Any]]:
