@@ -180,6 +180,21 @@ async def run_stats(session: AsyncSession, project_id: int, run_id: uuid.UUID) -
     )
 
 
+async def count_not_run(session: AsyncSession, project_id: int, run_id: uuid.UUID) -> int:
+    """Count the cases the run collected that have no execution in it."""
+    executed = select(Execution.case_id).where(
+        Execution.project_id == RunCase.project_id,
+        Execution.run_id == RunCase.run_id,
+        Execution.case_id == RunCase.case_id,
+    )
+    count = await session.scalar(
+        select(func.count()).where(
+            RunCase.project_id == project_id, RunCase.run_id == run_id, ~executed.exists()
+        )
+    )
+    return int(count or 0)
+
+
 async def count_planned(session: AsyncSession, project_id: int, run_id: uuid.UUID) -> int:
     count = await session.scalar(
         select(func.count()).where(RunCase.project_id == project_id, RunCase.run_id == run_id)

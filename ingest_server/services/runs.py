@@ -210,6 +210,7 @@ class RunService:
             run = await load_run(session, project, run_id)
             stats = await run_repo.run_stats(session, project.id, run_id)
             planned = await run_repo.count_planned(session, project.id, run_id)
+            not_run = await run_repo.count_not_run(session, project.id, run_id)
             run_sessions = await run_repo.list_sessions(session, project.id, run_id)
         base = self._run_out(ctx, project, run, stats.totals)
         return schemas.RunDetail(
@@ -217,6 +218,7 @@ class RunService:
             environment=run.environment,
             collected_count=run.collected_count,
             planned=planned,
+            not_run=not_run,
             attempts=stats.attempts,
             passed_on_rerun=stats.passed_on_rerun,
             sessions=len(run_sessions),
