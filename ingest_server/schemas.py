@@ -135,8 +135,8 @@ class RunDetail(RunOut):
     collected_count: int | None
     planned: int = Field(description="Distinct test cases the run's sessions collected.")
     not_run: int = Field(
-        description="Collected cases with no execution: deselected at run time, or never "
-        "reported because a worker crashed or the session was interrupted."
+        description="Collected cases with no execution, such as tests left when a worker "
+        "crashed or the session was interrupted."
     )
     attempts: int = Field(description="Executions stored, reruns included.")
     passed_on_rerun: int = Field(description="Tests whose last attempt passed after a failure.")
