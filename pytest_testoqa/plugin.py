@@ -38,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker_input is not None:
         _configure_worker(config, worker_input)
         return
+    if not settings_module.project_requested(config):
+        return  # inactive: no CI detection, no git, no imports
     from pytest_testoqa import ci
 
     info = ci.detect(os.environ, config.rootpath)

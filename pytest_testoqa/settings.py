@@ -197,6 +197,11 @@ def _redactions(config: pytest.Config) -> tuple[re.Pattern[str], ...]:
     return tuple(patterns)
 
 
+def project_requested(config: pytest.Config) -> bool:
+    """Return whether a project is set anywhere, without validating anything else."""
+    return bool(_raw(config, OPTIONS[0])[0])
+
+
 def resolve(config: pytest.Config, ci_run_key: str | None) -> Settings | None:
     """Return the settings, None when no project is set, or raise UsageError."""
     values = {option.name: _raw(config, option) for option in OPTIONS}
