@@ -8,8 +8,6 @@ from typing import Any, TypeVar
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ingest_server.db.models import Base
-
 T = TypeVar("T")
 
 # SQLite binds at most 32,766 parameters per statement; a chunk of rows times
@@ -26,11 +24,11 @@ def dialect_name(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
-def upsert(session: AsyncSession, model: type[Base]) -> Any:
-    """Return an INSERT into model's table that supports ``on_conflict_do_*`` on this dialect."""
+def upsert(session: AsyncSession, table: Any) -> Any:
+    """Return an INSERT into table that supports ``on_conflict_do_*`` on this dialect."""
     if dialect_name(session) == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def chunks(items: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:

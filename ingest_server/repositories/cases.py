@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import RunCase, TestCase
-from ingest_server.repositories.base import chunks, upsert
+from ingest_server.repositories.base import upsert
 
 CASE_FIELDS = ("node_id", "file", "name", "line", "class_name", "function", "markers")
 
@@ -37,18 +37,16 @@ async def upsert_cases(
         }
         for case in sorted(cases, key=lambda case: str(case["key"]))
     ]
-    for rows_chunk in chunks(rows):
-        statement = upsert(session, TestCase).values(list(rows_chunk))
-        statement = statement.on_conflict_do_update(
-            index_elements=["project_id", "key"],
-            set_={name: statement.excluded[name] for name in (*CASE_FIELDS, "last_seen_at")},
-        ).returning(
-            TestCase.__table__.c.key, TestCase.__table__.c.id, TestCase.__table__.c.first_seen_at
-        )
-        result = await session.execute(statement)
-        for key, case_id, first_seen_at in result.all():
-            ids[key] = case_id
-            created += first_seen_at == now
+    table = TestCase.__table__
+    statement = upsert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "key"],
+        set_={name: statement.excluded[name] for name in (*CASE_FIELDS, "last_seen_at")},
+    ).returning(table.c.key, table.c.id, table.c.first_seen_at)
+    result = await _executemany(session, statement, rows)
+    for key, case_id, first_seen_at in result:
+        ids[key] = case_id
+        created += first_seen_at == now
     return ids, created
 
 
@@ -68,17 +66,13 @@ async def ensure_cases(
         }
         for key, node_id in sorted(keys.items())
     ]
-    ids: dict[str, uuid.UUID] = {}
     table = TestCase.__table__
-    for rows_chunk in chunks(rows):
-        statement = upsert(session, TestCase).values(list(rows_chunk))
-        statement = statement.on_conflict_do_update(
-            index_elements=["project_id", "key"],
-            set_={"last_seen_at": statement.excluded["last_seen_at"]},
-        ).returning(table.c.key, table.c.id)
-        result = await session.execute(statement)
-        ids.update({key: case_id for key, case_id in result.all()})
-    return ids
+    statement = upsert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "key"],
+        set_={"last_seen_at": statement.excluded["last_seen_at"]},
+    ).returning(table.c.key, table.c.id)
+    return {key: case_id for key, case_id in await _executemany(session, statement, rows)}
 
 
 async def link_run_cases(
@@ -89,9 +83,21 @@ async def link_run_cases(
         {"project_id": project_id, "run_id": run_id, "case_id": case_id}
         for case_id in sorted(set(case_ids))
     ]
-    for rows_chunk in chunks(rows):
-        statement = upsert(session, RunCase).values(list(rows_chunk))
-        await session.execute(statement.on_conflict_do_nothing())
+    if rows:
+        statement = upsert(session, RunCase.__table__).on_conflict_do_nothing()
+        connection = await session.connection()
+        await connection.execute(statement, rows)
+
+
+async def _executemany(
+    session: AsyncSession, statement: Any, rows: list[dict[str, Any]]
+) -> list[Any]:
+    """Run statement for every row with one compiled statement; return all RETURNING rows."""
+    if not rows:
+        return []
+    connection = await session.connection()
+    result = await connection.execute(statement, rows)
+    return list(result.all())
 
 
 async def get_case(session: AsyncSession, project_id: int, case_id: uuid.UUID) -> TestCase | None:

@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import Execution, TestRun
-from ingest_server.repositories.base import chunks, upsert
+from ingest_server.repositories.base import upsert
 
 
 async def insert_new(
@@ -22,21 +22,22 @@ async def insert_new(
     A row whose id exists already is skipped by the database, which makes a
     repeated batch, or two identical batches at once, store each row once.
     """
-    inserted: set[uuid.UUID] = set()
+    if not rows:
+        return set()
     table = Execution.__table__
     # Id order makes concurrent batches with overlapping ids lock rows in
     # one order, so PostgreSQL never sees a deadlock between them.
     ordered = sorted(({**row, "project_id": project_id} for row in rows), key=lambda r: r["id"])
-    for rows_chunk in chunks(ordered, 500):
-        statement = (
-            upsert(session, Execution)
-            .values(list(rows_chunk))
-            .on_conflict_do_nothing(index_elements=["project_id", "id"])
-            .returning(table.c.id)
-        )
-        result = await session.execute(statement)
-        inserted.update(result.scalars().all())
-    return inserted
+    statement = (
+        upsert(session, table)
+        .on_conflict_do_nothing(index_elements=["project_id", "id"])
+        .returning(table.c.id)
+    )
+    # An executemany on the Core connection compiles the statement once and
+    # lets SQLAlchemy batch the rows into multi-row INSERTs.
+    connection = await session.connection()
+    result = await connection.execute(statement, ordered)
+    return set(result.scalars().all())
 
 
 async def list_executions(
