@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 # Limits of single values, documented in docs/api.md.
 MAX_MESSAGE_CHARS = 262_144
@@ -34,10 +41,32 @@ MetadataValue = Annotated[str, StringConstraints(max_length=1000)]
 Marker = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 class WireModel(BaseModel):
-    """Base of every request model: unknown fields are errors, not silently dropped."""
+    """Base of every request model: unknown fields are errors, not silently dropped.
+
+    NUL characters become U+FFFD: JSON allows them, PostgreSQL text does not,
+    and both databases must store the same thing.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    replaces_nul: ClassVar[bool] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replace_nul(cls, data: Any) -> Any:
+        if cls.replaces_nul and isinstance(data, dict):
+            return _without_nul(data)
+        return data
 
 
 class ResponseModel(BaseModel):
@@ -217,6 +246,9 @@ class ExecutionIn(WireModel):
 
 class ExecutionBatch(WireModel):
     """A batch of executions; each item is validated on its own."""
+
+    # Each item is cleaned when it is validated as an ExecutionIn.
+    replaces_nul: ClassVar[bool] = False
 
     executions: list[dict[str, Any]] = Field(
         min_length=1, description="Items as ExecutionIn; an invalid item is rejected alone."

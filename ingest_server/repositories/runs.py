@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import Execution, RunCase, RunSession, TestRun
-from ingest_server.repositories.base import AlreadyExists
+from ingest_server.repositories.base import AlreadyExists, upsert
 
 
 @dataclass(frozen=True)
@@ -53,27 +52,36 @@ async def list_sessions(
 
 
 async def insert_run(session: AsyncSession, project_id: int, **values: Any) -> TestRun:
-    """Insert a run; raise AlreadyExists when its run key is taken."""
-    run = TestRun(project_id=project_id, **values)
-    session.add(run)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise AlreadyExists(f"run key {values.get('run_key')!r} already exists") from exc
+    """Insert a run; raise AlreadyExists when its run key is taken.
+
+    ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to
+    commit and then skips the row, so the caller can read and join that run.
+    """
+    table = TestRun.__table__
+    statement = (
+        upsert(session, table)
+        .values(project_id=project_id, **values)
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
+    )
+    inserted = (await session.execute(statement)).scalar_one_or_none()
+    if inserted is None:
+        raise AlreadyExists(f"run key {values.get('run_key')!r} already exists")
+    run = await session.get(TestRun, (project_id, inserted))
+    assert run is not None
     return run
 
 
-async def insert_session(session: AsyncSession, project_id: int, **values: Any) -> RunSession:
+async def insert_session(session: AsyncSession, project_id: int, **values: Any) -> None:
     """Insert a run session; raise AlreadyExists when its client run id is taken."""
-    run_session = RunSession(project_id=project_id, **values)
-    session.add(run_session)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise AlreadyExists(f"client run id {values.get('client_run_id')!r} exists") from exc
-    return run_session
+    statement = (
+        upsert(session, RunSession.__table__)
+        .values(project_id=project_id, **values)
+        .on_conflict_do_nothing()
+        .returning(RunSession.__table__.c.client_run_id)
+    )
+    if (await session.execute(statement)).scalar_one_or_none() is None:
+        raise AlreadyExists(f"client run id {values.get('client_run_id')!r} exists")
 
 
 async def list_runs(

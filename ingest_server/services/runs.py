@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server import schemas
@@ -284,7 +285,10 @@ class RunService:
         )
         items = [
             schemas.ExecutionOut.model_validate(
-                {**_columns(execution), "case_key": keys.get(execution.case_id, "")}
+                {
+                    **_columns(execution, schemas.ExecutionOut),
+                    "case_key": keys.get(execution.case_id, ""),
+                }
             )
             for execution in page
         ]
@@ -323,7 +327,7 @@ class RunService:
             for execution, run in page
         ]
         return schemas.CaseHistory(
-            case=schemas.CaseOut.model_validate(_columns(case)),
+            case=schemas.CaseOut.model_validate(_columns(case, schemas.CaseOut)),
             items=items,
             next_cursor=next_cursor,
         )
@@ -354,6 +358,6 @@ class RunService:
         )
 
 
-def _columns(row: Any) -> dict[str, Any]:
-    """Return a mapped row's column values by attribute name."""
-    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
+def _columns(row: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """Return the attributes of row that model declares, by name."""
+    return {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
