@@ -29,6 +29,20 @@ CLOSING_BACKOFF_MAX = 1.0
 CLOSING_MAX_FAILURES = 2
 
 
+# Statuses that will not change however often the request is repeated: the
+# token is invalid, its role may not report, or the project is unknown.
+FATAL_STATUSES = (401, 403, 404)
+
+
+class Rejected(Exception):
+    """The server refused one request for good (invalid or too large); others may pass."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
 class GiveUp(Exception):
     """Delivery stopped: the server is unreachable for too long, or it rejected us for good."""
 
@@ -110,6 +124,15 @@ class Delivery:
         return batch
 
     def _send_one(self, event: Event) -> None:
+        try:
+            self._send_event(event)
+        except Rejected as rejection:
+            # The server will never accept this event; keeping it would block
+            # every later one, so it is dropped and reported.
+            self._note_rejection(f"{event.kind} event: {rejection.message}")
+        self.acknowledge([event.seq])
+
+    def _send_event(self, event: Event) -> None:
         if event.kind == "run":
             answer = self._retry(lambda: self.client.create_run(event.body))
             self.stats.run_id = str(answer["run_id"])
@@ -118,18 +141,32 @@ class Delivery:
             self._retry(lambda: self.client.put_cases(self._run_id(), event.body))
         elif event.kind == "finish":
             self._retry(lambda: self.client.finish_run(self._run_id(), event.body))
-        self.acknowledge([event.seq])
+
+    def _note_rejection(self, message: str) -> None:
+        if len(self.stats.rejected_messages) < 20:
+            self.stats.rejected_messages.append(message[:300])
 
     def _send_executions(self, batch: list[Event]) -> None:
-        answer = self._retry(
-            lambda: self.client.post_executions(self._run_id(), [e.body for e in batch])
-        )
+        try:
+            answer = self._retry(
+                lambda: self.client.post_executions(self._run_id(), [e.body for e in batch])
+            )
+        except Rejected as rejection:
+            if rejection.status == 413 and len(batch) > 1:
+                # Too large for this server's limits: send each half on its own.
+                middle = len(batch) // 2
+                self._send_executions(batch[:middle])
+                self._send_executions(batch[middle:])
+                return
+            self.stats.rejected += len(batch)
+            self._note_rejection(f"batch of {len(batch)} executions: {rejection.message}")
+            self.acknowledge([e.seq for e in batch])
+            return
         self.stats.accepted += int(answer.get("accepted", 0))
         self.stats.duplicate += int(answer.get("duplicate", 0))
         self.stats.rejected += int(answer.get("rejected", 0))
         for item in answer.get("rejected_items", [])[:20]:
-            if len(self.stats.rejected_messages) < 20:
-                self.stats.rejected_messages.append(str(item.get("message", ""))[:300])
+            self._note_rejection(str(item.get("message", "")))
         # Rejected items are acknowledged too: the server will never accept
         # them, and the summary reports them.
         self.acknowledge([e.seq for e in batch])
@@ -146,9 +183,11 @@ class Delivery:
                 answer = send()
             except DeliveryError as error:
                 self.stats.last_error = error
-                if not error.retryable:
+                if error.status in FATAL_STATUSES:
                     self.stats.fatal = error
                     raise GiveUp(error.message) from None
+                if not error.retryable:
+                    raise Rejected(error.message, status=error.status) from None
                 self._failures += 1
                 if self._failures >= self._max_failures:
                     self.stats.gave_up = True

@@ -133,5 +133,20 @@ def build(
     }
 
 
+def collection_skip(report: pytest.CollectReport, case_key: str, reason: str) -> dict[str, Any]:
+    """Return the execution of a module or class that pytest skipped while collecting it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "case_key": case_key,
+        "node_id": clean_text(report.nodeid)[:4000],
+        "attempt": 1,
+        "outcome": "skipped",
+        "phase": "setup",
+        "duration": 0.0,
+        "started_at": _now(),
+        "reason": clean_text(reason.removeprefix(SKIP_PREFIX))[:MAX_REASON] or None,
+    }
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()

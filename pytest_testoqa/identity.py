@@ -28,26 +28,45 @@ def cap_key(key: str) -> str:
     return f"{key[: MAX_KEY_LENGTH - HASH_SUFFIX_LENGTH - 1]}~{digest}"
 
 
+class InvalidMarker(ValueError):
+    """A ``testoqa`` marker without a usable key; the message names the test."""
+
+
 def explicit_key(item: pytest.Item) -> str | None:
-    """Return the key pinned by ``@pytest.mark.testoqa(key=...)``, if any."""
+    """Return the key pinned by ``@pytest.mark.testoqa(key=...)``, if any.
+
+    A parametrized test keeps its parametrize id after the pinned key, so
+    each of its items stays a case of its own.
+    """
     marker = item.get_closest_marker("testoqa")
     if marker is None:
         return None
     key = marker.kwargs.get("key")
     if not isinstance(key, str) or not key.strip():
-        raise pytest.UsageError(
-            f"{item.nodeid}: @pytest.mark.testoqa needs key= with a non-empty string, got {key!r}"
+        raise InvalidMarker(
+            f"{item.nodeid}: @pytest.mark.testoqa needs key= with a non-empty string, "
+            f"got {key!r}; the test is reported under its node id"
         )
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        return f"{key.strip()}[{callspec.id}]"
     return key.strip()
 
 
-def case_key(item: pytest.Item) -> str:
+def case_key(item: pytest.Item, problems: list[str] | None = None) -> str:
     """Return the item's case key: its pinned key, else its node id.
 
     pytest already makes node ids relative to the rootdir with '/' separators
-    on every platform, and keeps the parametrize id.
+    on every platform, and keeps the parametrize id. An invalid marker falls
+    back to the node id and adds its message to problems.
     """
-    return cap_key(explicit_key(item) or item.nodeid)
+    try:
+        pinned = explicit_key(item)
+    except InvalidMarker as exc:
+        if problems is not None:
+            problems.append(str(exc))
+        pinned = None
+    return cap_key(pinned or item.nodeid)
 
 
 def _marker_names(item: pytest.Item) -> list[str]:
@@ -58,13 +77,13 @@ def _marker_names(item: pytest.Item) -> list[str]:
     return sorted(set(names))[:MAX_MARKERS]
 
 
-def describe(item: pytest.Item) -> dict[str, Any]:
+def describe(item: pytest.Item, problems: list[str] | None = None) -> dict[str, Any]:
     """Return the case payload of an item: key, node id, file, line, class, function, markers."""
     path, line, _ = item.location
     cls = getattr(item, "cls", None)
     function = getattr(item, "originalname", None) or item.name.split("[")[0]
     return {
-        "key": case_key(item),
+        "key": case_key(item, problems),
         "node_id": clean_text(item.nodeid)[:4000],
         "file": clean_text(path.replace("\\", "/"))[:MAX_TEXT],
         "name": clean_text(item.name)[:MAX_TEXT],

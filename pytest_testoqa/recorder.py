@@ -10,6 +10,7 @@ execution is sent twice and none depends on another process surviving.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import platform
 import socket
@@ -22,7 +23,7 @@ import pytest
 
 from pytest_testoqa import __version__, executions
 from pytest_testoqa.client import ApiClient
-from pytest_testoqa.identity import case_key, describe, parameters
+from pytest_testoqa.identity import cap_key, case_key, describe, parameters
 from pytest_testoqa.sender import Sender
 from pytest_testoqa.settings import Settings
 from pytest_testoqa.spool import SpoolHeader, SpoolWriter
@@ -44,6 +45,8 @@ class ProcessStats:
     fatal_status: int | None = None
     error: str | None = None
     report_url: str | None = None
+    problems: list[str] = field(default_factory=list)
+    rejection: str | None = None
 
     def merge(self, other: dict[str, Any]) -> None:
         self.accepted += int(other.get("accepted", 0))
@@ -55,6 +58,10 @@ class ProcessStats:
         self.fatal_status = self.fatal_status or other.get("fatal_status")
         self.error = self.error or other.get("error")
         self.report_url = self.report_url or other.get("report_url")
+        self.rejection = self.rejection or other.get("rejection")
+        for problem in other.get("problems", []):
+            if problem not in self.problems:
+                self.problems.append(problem)
 
 
 @dataclass(frozen=True)
@@ -107,15 +114,40 @@ class Recorder:
         if self.process == "controller":
             return  # the workers collect and send the cases
         cases: list[dict[str, Any]] = []
+        owners: dict[str, str] = {}
         for item in session.items:
             if self.config.hook.pytest_testoqa_exclude(item=item):
+                item.stash[CASE_KEY] = None
                 continue
-            cases.append(describe(item))
+            case = describe(item, self.stats.problems)
+            item.stash[CASE_KEY] = case["key"]
+            owner = owners.setdefault(case["key"], item.nodeid)
+            if owner != item.nodeid:
+                self.stats.problems.append(
+                    f"{item.nodeid}: case key {case['key']!r} is also the key of {owner}; "
+                    "both tests are reported as one case"
+                )
+                continue
+            cases.append(case)
             if len(cases) == CASES_PER_EVENT:
                 self._emit("cases", {"cases": cases})
                 cases = []
         if cases:
             self._emit("cases", {"cases": cases})
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Record a module or class skipped at collection, which pytest counts as a skip.
+
+        Under xdist only the controller records it, because every worker
+        collects the same module and the controller sees the skip once.
+        """
+        if not report.skipped or self.is_worker or self.writer is None:
+            return
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        key = cap_key(report.nodeid)
+        self._emit("cases", {"cases": [{"key": key, "node_id": report.nodeid, "markers": []}]})
+        self._emit("execution", executions.collection_skip(report, key, str(reason)))
 
     # --- reports --------------------------------------------------------------
 
@@ -124,16 +156,15 @@ class Recorder:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        info = item.stash.get(CASE_KEY, None)
-        if info is None:
+        if CASE_KEY not in item.stash:
+            # An item collected after collection finished, such as by a plugin.
             excluded = bool(self.config.hook.pytest_testoqa_exclude(item=item))
-            info = {"key": None if excluded else case_key(item), "params": parameters(item)}
-            item.stash[CASE_KEY] = info
+            item.stash[CASE_KEY] = None if excluded else case_key(item, self.stats.problems)
         # Plain attributes travel with the report to the xdist controller,
         # which then knows a worker has recorded it.
-        report.testoqa_case = info["key"]  # type: ignore[attr-defined]
+        report.testoqa_case = item.stash[CASE_KEY]  # type: ignore[attr-defined]
         if call.when == "setup":
-            report.testoqa_params = info["params"]  # type: ignore[attr-defined]
+            report.testoqa_params = parameters(item)  # type: ignore[attr-defined]
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -179,8 +210,10 @@ class Recorder:
         node = getattr(report, "node", None)
         worker = getattr(getattr(node, "gateway", None), "id", None)
         attempt = executions.Attempt(report.nodeid, 1)
-        report.when = "call"
-        attempt.reports["call"] = report
+        # A copy, because later plugins must still see xdist's own report.
+        crash = copy.copy(report)
+        crash.when = "call"
+        attempt.reports["call"] = crash
         payload = executions.build(
             attempt,
             report.nodeid,
@@ -223,6 +256,8 @@ class Recorder:
         self.stats.duplicate += delivery.duplicate
         self.stats.rejected += delivery.rejected
         self.stats.report_url = self.stats.report_url or delivery.report_url
+        if delivery.rejected_messages:
+            self.stats.rejection = self.stats.rejection or delivery.rejected_messages[0]
         if delivery.fatal is not None:
             self.stats.fatal = delivery.fatal.message
             self.stats.fatal_status = delivery.fatal.status
@@ -250,7 +285,7 @@ class Recorder:
         write_summary(terminalreporter, self.stats, self.settings)
 
 
-CASE_KEY = pytest.StashKey[dict[str, Any]]()
+CASE_KEY = pytest.StashKey[str | None]()
 
 
 def new_identity(config: pytest.Config, settings: Settings, ci: Any) -> RunIdentity:

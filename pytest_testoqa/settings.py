@@ -97,7 +97,7 @@ OPTIONS: tuple[Option, ...] = (
         "--testoqa-capture-limit",
         "testoqa_capture_limit",
         "TESTOQA_CAPTURE_LIMIT",
-        "bytes of stdout, stderr and log kept per execution; head and tail are kept",
+        "characters of stdout, stderr and log kept per execution; head and tail are kept",
         str(DEFAULT_CAPTURE_LIMIT),
     ),
 )

@@ -35,8 +35,14 @@ def write_summary(terminal: Any, stats: Any, settings: Settings) -> None:
         terminal.write_sep("-", "TestoQA")
         where = stats.report_url or settings.url
         terminal.write_line(f"{delivered} executions sent to project {settings.project}: {where}")
+    for problem in stats.problems[:10]:
+        terminal.write_line(f"warning: {problem}", yellow=True)
+    if len(stats.problems) > 10:
+        terminal.write_line(f"warning: and {len(stats.problems) - 10} more problems", yellow=True)
     if stats.rejected:
         terminal.write_line(f"{stats.rejected} executions were rejected by the server as invalid")
+    if stats.rejection:
+        terminal.write_line(f"first rejection: {stats.rejection}")
     if stats.spool_files:
         terminal.write_line(
             f"{stats.pending} executions and the run's events are kept in "
