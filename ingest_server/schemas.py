@@ -11,6 +11,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -31,6 +32,19 @@ OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "skipped", "xfaile
 Phase = Literal["setup", "call", "teardown"]
 RunStatus = Literal["running", "finished", "interrupted"]
 
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    """Return value in UTC, or raise ValueError when UTC cannot represent it."""
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(
+            "timestamp is out of range once converted to UTC: use years 1 to 9999 in UTC"
+        ) from None
+
+
+# A timestamp with a time zone, stored and returned in UTC.
+UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 ClientId = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -104,7 +118,7 @@ class RunCreate(WireModel):
         default=None, description="Sessions (shards) with the same run key join one run."
     )
     name: ShortText | None = None
-    started_at: AwareDatetime
+    started_at: UtcTimestamp
     ci: CiMetadata = Field(default_factory=CiMetadata)
     environment: Environment = Field(default_factory=Environment)
     collected_count: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
@@ -119,7 +133,7 @@ class RunCreated(ResponseModel):
 
 class RunFinish(WireModel):
     status: Literal["finished", "interrupted"]
-    finished_at: AwareDatetime
+    finished_at: UtcTimestamp
     exit_status: Annotated[int, Field(ge=-1000, le=1000)] | None = None
     client_run_id: ClientId | None = Field(
         default=None,
@@ -220,7 +234,7 @@ class CaseOut(ResponseModel):
 
 class PhaseResult(WireModel):
     outcome: Literal["passed", "failed", "skipped"]
-    duration: Annotated[float, Field(ge=0, le=10_000_000)] = 0.0
+    duration: Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)] = 0.0
 
 
 class ExecutionIn(WireModel):
@@ -230,9 +244,9 @@ class ExecutionIn(WireModel):
     attempt: Annotated[int, Field(ge=1, le=1000)] = 1
     outcome: Outcome
     phase: Phase
-    duration: Annotated[float, Field(ge=0, le=10_000_000)]
-    started_at: AwareDatetime
-    finished_at: AwareDatetime | None = None
+    duration: Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]
+    started_at: UtcTimestamp
+    finished_at: UtcTimestamp | None = None
     worker: Annotated[str, StringConstraints(max_length=50)] | None = None
     message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)] | None = None
     traceback: Annotated[str, StringConstraints(max_length=MAX_TRACEBACK_CHARS)] | None = None
@@ -250,7 +264,7 @@ class ExecutionBatch(WireModel):
     # Each item is cleaned when it is validated as an ExecutionIn.
     replaces_nul: ClassVar[bool] = False
 
-    executions: list[dict[str, Any]] = Field(
+    executions: list[Any] = Field(
         min_length=1, description="Items as ExecutionIn; an invalid item is rejected alone."
     )
 

@@ -33,7 +33,10 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
             details=[FieldError("cursor", "not a cursor returned by this server")],
         ) from exc
     if position[0].tzinfo is None:
-        raise InvalidInput(f"invalid cursor {cursor[:100]!r}: the timestamp has no timezone")
+        raise InvalidInput(
+            f"invalid cursor {cursor[:100]!r}: pass the next_cursor value of a previous page",
+            details=[FieldError("cursor", "not a cursor returned by this server")],
+        )
     return position
 
 

@@ -38,7 +38,7 @@ async def read_json_body(request: web.Request, model: type[ModelT]) -> ModelT:
     except ValidationError as exc:
         details = describe_validation_error(exc)
         first = details[0]
-        where = f"field {first.field!r}" if first.field else "the body"
+        where = f"field {first.field!r}" if first.field else "body"
         raise RequestError(
             422,
             "validation_error",
