@@ -142,6 +142,23 @@ def start_postgres(workdir: Path) -> tuple[PostgresServer, subprocess.Popen[byte
     return PostgresServer("127.0.0.1", port, "testoqa"), process
 
 
+def stop_postgres(workdir: Path, process: subprocess.Popen[bytes]) -> None:
+    """Stop the server with a fast shutdown, which does not wait for clients to disconnect."""
+    pg_ctl = _find_binary("pg_ctl")
+    if pg_ctl is not None:
+        subprocess.run(
+            [*_run_as(), pg_ctl, "-D", str(workdir / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """Start a throwaway PostgreSQL server once per test session, or skip without one."""
@@ -163,9 +180,5 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_postgres(workdir, process)
         shutil.rmtree(workdir, ignore_errors=True)
