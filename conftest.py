@@ -11,6 +11,8 @@ When ``CI=true`` a PostgreSQL test never skips: a missing server fails it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import pwd
 import shutil
@@ -75,16 +77,34 @@ def _chown_for(prefix: list[str], path: Path) -> None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
+def _accepts_queries(port: int) -> bool:
+    """Return whether the server answers a query; an open port alone may still be starting."""
+    import asyncpg
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(
+            host="127.0.0.1", port=port, user="testoqa", database="postgres", timeout=2
+        )
+        await connection.close()
+
+    # The caller may be inside a running event loop (an async fixture), so the
+    # probe runs on a thread with a loop of its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+        try:
+            executor.submit(asyncio.run, probe()).result()
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+    return True
+
+
 def _wait_until_accepting(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + POSTGRES_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"PostgreSQL exited early:\n{log.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
+        if _accepts_queries(port):
+            return
+        time.sleep(0.1)
     raise RuntimeError(f"PostgreSQL did not accept connections within {POSTGRES_START_TIMEOUT} s")
 
 
