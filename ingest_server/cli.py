@@ -89,14 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-batch-items",
         type=_positive_int("batch limit", 1, 100_000),
-        default=int(os.environ.get("TESTOQA_MAX_BATCH_ITEMS", DEFAULT_MAX_BATCH_ITEMS)),
+        # argparse applies type to a string default, so the variable is validated too.
+        default=os.environ.get("TESTOQA_MAX_BATCH_ITEMS", str(DEFAULT_MAX_BATCH_ITEMS)),
         help="executions accepted per batch request (default: $TESTOQA_MAX_BATCH_ITEMS, "
         f"else {DEFAULT_MAX_BATCH_ITEMS})",
     )
     serve.add_argument(
         "--max-body-bytes",
         type=_positive_int("body limit", 1024, 1024**3),
-        default=int(os.environ.get("TESTOQA_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        default=os.environ.get("TESTOQA_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)),
         help="largest request body in bytes (default: $TESTOQA_MAX_BODY_BYTES, "
         f"else {DEFAULT_MAX_BODY_BYTES})",
     )

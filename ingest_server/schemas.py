@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
 # Limits of single values, documented in docs/api.md.
@@ -55,32 +54,10 @@ MetadataValue = Annotated[str, StringConstraints(max_length=1000)]
 Marker = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {key: _without_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    return value
-
-
 class WireModel(BaseModel):
-    """Base of every request model: unknown fields are errors, not silently dropped.
-
-    NUL characters become U+FFFD: JSON allows them, PostgreSQL text does not,
-    and both databases must store the same thing.
-    """
+    """Base of every request model: unknown fields are errors, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-    replaces_nul: ClassVar[bool] = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _replace_nul(cls, data: Any) -> Any:
-        if cls.replaces_nul and isinstance(data, dict):
-            return _without_nul(data)
-        return data
 
 
 class ResponseModel(BaseModel):
@@ -261,12 +238,15 @@ class ExecutionIn(WireModel):
 class ExecutionBatch(WireModel):
     """A batch of executions; each item is validated on its own."""
 
-    # Each item is cleaned when it is validated as an ExecutionIn.
-    replaces_nul: ClassVar[bool] = False
-
     executions: list[Any] = Field(
         min_length=1, description="Items as ExecutionIn; an invalid item is rejected alone."
     )
+
+
+class ValidExecutionBatch(WireModel):
+    """A batch whose items all validate: the fast path of a batch request."""
+
+    executions: list[ExecutionIn] = Field(min_length=1)
 
 
 class RejectedItem(ResponseModel):

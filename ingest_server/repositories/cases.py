@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import RunCase, TestCase
-from ingest_server.repositories.base import upsert
+from ingest_server.repositories.base import ROWS_PER_STATEMENT, upsert
 
 CASE_FIELDS = ("node_id", "file", "name", "line", "class_name", "function", "markers")
 
@@ -53,26 +53,46 @@ async def upsert_cases(
 async def ensure_cases(
     session: AsyncSession, project_id: int, keys: dict[str, str | None], *, now: dt.datetime
 ) -> dict[str, uuid.UUID]:
-    """Return case ids by key, creating missing cases; keys maps each key to its node id."""
+    """Return case ids by key, creating missing cases; keys maps each key to its node id.
+
+    Known cases are only read: rewriting every case of every batch would
+    double the write load of ingest. ``last_seen_at`` is refreshed when the
+    run's collected cases are stored.
+    """
+    table = TestCase.__table__
+    ids: dict[str, uuid.UUID] = {}
+    wanted = sorted(keys)
+    for start in range(0, len(wanted), ROWS_PER_STATEMENT):
+        chunk = wanted[start : start + ROWS_PER_STATEMENT]
+        result = await session.execute(
+            select(table.c.key, table.c.id).where(
+                table.c.project_id == project_id, table.c.key.in_(chunk)
+            )
+        )
+        ids.update({key: case_id for key, case_id in result.all()})
     rows: list[dict[str, Any]] = [
         {
             "project_id": project_id,
             "id": uuid.uuid4(),
             "key": key,
-            "node_id": node_id,
+            "node_id": keys[key],
             "markers": [],
             "first_seen_at": now,
             "last_seen_at": now,
         }
-        for key, node_id in sorted(keys.items())
+        for key in wanted
+        if key not in ids
     ]
-    table = TestCase.__table__
-    statement = upsert(session, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["project_id", "key"],
-        set_={"last_seen_at": statement.excluded["last_seen_at"]},
-    ).returning(table.c.key, table.c.id)
-    return {key: case_id for key, case_id in await _executemany(session, statement, rows)}
+    if rows:
+        # A concurrent batch may create the same case first; the no-op update
+        # makes RETURNING give its id either way.
+        statement = upsert(session, table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["project_id", "key"],
+            set_={"key": statement.excluded["key"]},
+        ).returning(table.c.key, table.c.id)
+        ids.update({key: case_id for key, case_id in await _executemany(session, statement, rows)})
+    return ids
 
 
 async def link_run_cases(

@@ -43,14 +43,18 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[Fi
     return details
 
 
-def _sort_items(items: list[dict[str, Any]]) -> _Sorted:
+def _sort_items(items: list[Any]) -> _Sorted:
     valid: list[schemas.ExecutionIn] = []
     rejected: list[schemas.RejectedItem] = []
     seen: set[uuid.UUID] = set()
     repeated = 0
     for index, item in enumerate(items):
         try:
-            execution = _execution_adapter.validate_python(item)
+            execution = (
+                item
+                if isinstance(item, schemas.ExecutionIn)
+                else _execution_adapter.validate_python(item)
+            )
         except ValidationError as exc:
             reason = "; ".join(
                 f"{detail.field}: {detail.message}" if detail.field else detail.message
@@ -102,7 +106,7 @@ class IngestService:
         self.max_batch_items = max_batch_items
 
     async def ingest(
-        self, ctx: RequestContext, run_id: uuid.UUID, body: schemas.ExecutionBatch
+        self, ctx: RequestContext, run_id: uuid.UUID, items: list[Any]
     ) -> schemas.BatchResult:
         """Store the batch's new executions in one transaction before returning.
 
@@ -110,29 +114,29 @@ class IngestService:
         stored before, counts as a duplicate and is not stored again.
         """
         project = ctx.require(Action.REPORT_RESULTS)
-        if len(body.executions) > self.max_batch_items:
+        if len(items) > self.max_batch_items:
             raise BatchTooLarge(
-                f"batch of {len(body.executions)} executions is over the limit of "
+                f"batch of {len(items)} executions is over the limit of "
                 f"{self.max_batch_items}: split it into smaller batches",
                 details=[FieldError("executions", f"at most {self.max_batch_items} items")],
             )
-        items = _sort_items(body.executions)
+        sorted_items = _sort_items(items)
         inserted: set[uuid.UUID] = set()
         now = utcnow()
         async with self._db.write() as session:
             await load_run(session, project, run_id)
-            if items.valid:
-                keys = {e.case_key: e.node_id for e in items.valid}
+            if sorted_items.valid:
+                keys = {e.case_key: e.node_id for e in sorted_items.valid}
                 case_ids = await case_repo.ensure_cases(session, project.id, keys, now=now)
                 rows = [
                     {**_row(e, run_id, case_ids[e.case_key]), "received_at": now}
-                    for e in items.valid
+                    for e in sorted_items.valid
                 ]
                 inserted = await execution_repo.insert_new(session, project.id, rows)
-        duplicate = len(items.valid) - len(inserted) + items.repeated_in_batch
+        duplicate = len(sorted_items.valid) - len(inserted) + sorted_items.repeated_in_batch
         return schemas.BatchResult(
             accepted=len(inserted),
             duplicate=duplicate,
-            rejected=len(items.rejected),
-            rejected_items=items.rejected,
+            rejected=len(sorted_items.rejected),
+            rejected_items=sorted_items.rejected,
         )

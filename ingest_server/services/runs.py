@@ -140,6 +140,7 @@ class RunService:
         """Fold a joining shard into the run: it runs again and starts at the earliest start."""
         run.status = "running"
         run.finished_at = None
+        run.exit_status = None
         run.started_at = min(run.started_at, body.started_at)
         if body.collected_count is not None:
             run.collected_count = max(run.collected_count or 0, body.collected_count)

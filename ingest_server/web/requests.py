@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -17,10 +18,23 @@ from ingest_server.web.keys import SERVICES_KEY
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 JSON_CONTENT_TYPE = "application/json"
+# A JSON escape of U+0000 that is not itself an escaped backslash followed by "u0000".
+ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-async def read_json_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    """Parse the body as JSON into model; raise RequestError with 415, 413, 400 or 422."""
+def replace_nul(raw: bytes) -> bytes:
+    """Replace escaped NUL characters in a JSON document by U+FFFD.
+
+    JSON allows NUL in strings and PostgreSQL text does not; replacing it in
+    the document keeps both databases storing the same text, keys included.
+    """
+    if b"\\u0000" not in raw:
+        return raw
+    return ESCAPED_NUL.sub(rb"\1\\ufffd", raw)
+
+
+async def read_json_bytes(request: web.Request) -> bytes:
+    """Return the body of a JSON request, or raise RequestError with 415 or 413."""
     if request.content_type != JSON_CONTENT_TYPE:
         raise RequestError(
             415,
@@ -28,7 +42,16 @@ async def read_json_body(request: web.Request, model: type[ModelT]) -> ModelT:
             f"unsupported content type {request.content_type!r}: "
             f"send JSON with 'Content-Type: {JSON_CONTENT_TYPE}'",
         )
-    raw = await _read_limited(request)
+    return replace_nul(await _read_limited(request))
+
+
+async def read_json_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse the body as JSON into model; raise RequestError with 415, 413, 400 or 422."""
+    return parse_json(await read_json_bytes(request), model)
+
+
+def parse_json(raw: bytes, model: type[ModelT]) -> ModelT:
+    """Parse raw JSON into model; raise RequestError with 400 or 422."""
     try:
         data = pydantic_core.from_json(raw)
     except ValueError as exc:
