@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import uuid
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from ingest_server.schemas import ExecutionIn, RunCreate
+from ingest_server.services.container import Services
+from ingest_server.services.context import OPERATOR, RequestContext
 from tests.conftest import Tenant
 
 Client = TestClient[Any, Any]
@@ -196,3 +200,42 @@ async def test_same_id_other_project(client: Client, tenant_a: Tenant, tenant_b:
     assert result["duplicate"] == 0
     assert len(await list_executions(client, tenant_a, run_a)) == 3
     assert len(await list_executions(client, tenant_b, run_b)) == 3
+
+
+async def test_concurrent_batches_new_cases(services: Services, tenant_a: Tenant) -> None:
+    # Batches that create overlapping sets of new cases at once once
+    # deadlocked on PostgreSQL; every batch must be stored in full.
+    scope = await services.auth.resolve_scope(OPERATOR, tenant_a.key)
+    ctx = RequestContext(
+        request_id="test", principal=OPERATOR, project_key=tenant_a.key, project=scope
+    )
+    run = await services.runs.create_or_join(
+        ctx, RunCreate(client_run_id="race", started_at=START)
+    )
+    keys = random.Random(7)
+
+    def batch() -> list[ExecutionIn]:
+        return [
+            ExecutionIn(
+                id=uuid.uuid4(),
+                case_key=f"tests/test_race.py::test_{keys.randrange(1500)}",
+                outcome="passed",
+                phase="call",
+                duration=0.1,
+                started_at=START,
+            )
+            for _ in range(300)
+        ]
+
+    async def client() -> list[int]:
+        accepted = []
+        for _ in range(5):
+            result = await services.ingest.ingest(ctx, run.run_id, list(batch()))
+            accepted.append(result.accepted)
+        return accepted
+
+    results = await asyncio.gather(*(client() for _ in range(4)))
+
+    assert results == [[300] * 5] * 4
+    detail = await services.runs.get(ctx, run.run_id)
+    assert detail.attempts == 6000

@@ -59,17 +59,8 @@ async def ensure_cases(
     double the write load of ingest. ``last_seen_at`` is refreshed when the
     run's collected cases are stored.
     """
-    table = TestCase.__table__
-    ids: dict[str, uuid.UUID] = {}
     wanted = sorted(keys)
-    for start in range(0, len(wanted), ROWS_PER_STATEMENT):
-        chunk = wanted[start : start + ROWS_PER_STATEMENT]
-        result = await session.execute(
-            select(table.c.key, table.c.id).where(
-                table.c.project_id == project_id, table.c.key.in_(chunk)
-            )
-        )
-        ids.update({key: case_id for key, case_id in result.all()})
+    ids = await _case_ids(session, project_id, wanted)
     rows: list[dict[str, Any]] = [
         {
             "project_id": project_id,
@@ -83,15 +74,38 @@ async def ensure_cases(
         for key in wanted
         if key not in ids
     ]
-    if rows:
-        # A concurrent batch may create the same case first; the no-op update
-        # makes RETURNING give its id either way.
-        statement = upsert(session, table)
-        statement = statement.on_conflict_do_update(
-            index_elements=["project_id", "key"],
-            set_={"key": statement.excluded["key"]},
-        ).returning(table.c.key, table.c.id)
-        ids.update({key: case_id for key, case_id in await _executemany(session, statement, rows)})
+    if not rows:
+        return ids
+    # DO NOTHING, not an update: updating a case row would lock it against the
+    # foreign-key checks of concurrent execution inserts, and deadlock them.
+    table = TestCase.__table__
+    statement = (
+        upsert(session, table)
+        .on_conflict_do_nothing(index_elements=["project_id", "key"])
+        .returning(table.c.key, table.c.id)
+    )
+    ids.update({key: case_id for key, case_id in await _executemany(session, statement, rows)})
+    # A key another batch created meanwhile returned nothing; it is committed
+    # now, because the insert waited for that batch to end.
+    raced = [key for key in wanted if key not in ids]
+    if raced:
+        ids.update(await _case_ids(session, project_id, raced))
+    return ids
+
+
+async def _case_ids(
+    session: AsyncSession, project_id: int, keys: list[str]
+) -> dict[str, uuid.UUID]:
+    table = TestCase.__table__
+    ids: dict[str, uuid.UUID] = {}
+    for start in range(0, len(keys), ROWS_PER_STATEMENT):
+        chunk = keys[start : start + ROWS_PER_STATEMENT]
+        result = await session.execute(
+            select(table.c.key, table.c.id).where(
+                table.c.project_id == project_id, table.c.key.in_(chunk)
+            )
+        )
+        ids.update({key: case_id for key, case_id in result.all()})
     return ids
 
 
