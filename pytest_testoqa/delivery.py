@@ -75,19 +75,28 @@ class Delivery:
         acknowledge: Callable[[list[int]], None],
         *,
         deadline: Callable[[], float | None] = lambda: None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], bool | None] = time.sleep,
     ) -> None:
         self.client = client
         self.acknowledge = acknowledge
         self.stats = DeliveryStats()
         self._deadline = deadline
+        # Sleeps up to the given seconds; returns True when woken early.
         self._sleep = sleep
         self._failures = 0
+        # The server's Retry-After: no request before this monotonic time.
+        self._not_before = 0.0
         self.closing = False
+        self.gave_up_closing = False
 
     @property
     def stopped(self) -> bool:
         return self.stats.fatal is not None or self.stats.gave_up
+
+    def begin_closing(self) -> None:
+        """Switch to the end-of-session policy: short backoff and few attempts."""
+        self.closing = True
+        self._failures = 0
 
     def reopen(self) -> None:
         """Allow a last short try after giving up; a fatal rejection stays final."""
@@ -179,6 +188,7 @@ class Delivery:
     def _retry(self, send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         delay = BACKOFF_START
         while True:
+            self._wait_until(self._not_before, honour=True)
             try:
                 answer = send()
             except DeliveryError as error:
@@ -189,10 +199,14 @@ class Delivery:
                 if not error.retryable:
                     raise Rejected(error.message, status=error.status) from None
                 self._failures += 1
+                if error.retry_after is not None:
+                    self._not_before = time.monotonic() + error.retry_after
                 if self._failures >= self._max_failures:
-                    self.stats.gave_up = True
+                    self._give_up()
                     raise GiveUp(error.message) from None
-                self._wait(error.retry_after or delay * random.uniform(0.5, 1.5))  # noqa: S311
+                if error.retry_after is None:
+                    backoff = delay * random.uniform(0.5, 1.5)  # noqa: S311
+                    self._wait_until(time.monotonic() + backoff, honour=False)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             self._failures = 0
@@ -202,14 +216,27 @@ class Delivery:
     def _max_failures(self) -> int:
         return CLOSING_MAX_FAILURES if self.closing else MAX_FAILURES
 
-    def _wait(self, seconds: float) -> None:
-        if self.closing:
-            seconds = min(seconds, CLOSING_BACKOFF_MAX)
-        deadline = self._deadline()
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
+    def _give_up(self) -> None:
+        self.stats.gave_up = True
+        self.gave_up_closing = self.closing
+
+    def _wait_until(self, moment: float, *, honour: bool) -> None:
+        """Sleep until moment, or until the flush deadline, whichever comes first.
+
+        A wait the server asked for (``honour``) is kept in full; our own
+        backoff is cut to CLOSING_BACKOFF_MAX once the session is ending.
+        Raise GiveUp when the deadline cannot be met.
+        """
+        started = time.monotonic()
+        while True:
+            target = moment
+            if self.closing and not honour:
+                target = min(target, started + CLOSING_BACKOFF_MAX)
+            remaining = target - time.monotonic()
             if remaining <= 0:
-                self.stats.gave_up = True
-                raise GiveUp("the flush deadline passed")
-            seconds = min(seconds, remaining)
-        self._sleep(seconds)
+                return
+            deadline = self._deadline()
+            if deadline is not None and target > deadline:
+                self._give_up()
+                raise GiveUp("the flush deadline passes before the server accepts requests")
+            self._sleep(remaining)

@@ -124,7 +124,7 @@ def build(
         "stderr": text(last.capstderr, capture_limit),
         "log": text(last.caplog, capture_limit),
         "reason": text(_reason(reports, outcome), MAX_REASON),
-        "parameters": parameters,
+        "parameters": {name: redact(value, patterns) or "" for name, value in parameters.items()},
         "phases": {
             name: {"outcome": _phase_outcome(r), "duration": round(r.duration, 6)}
             for name, r in reports.items()

@@ -14,6 +14,7 @@ import copy
 import datetime as dt
 import platform
 import socket
+import time
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pytest_testoqa.settings import Settings
 from pytest_testoqa.spool import SpoolHeader, SpoolWriter
 
 CASES_PER_EVENT = 1_000
+MIN_CONTROLLER_FLUSH = 1.0
 CRASH_PHASE = "???"  # xdist's phase name for the report of a crashed worker's test
 
 
@@ -47,6 +49,8 @@ class ProcessStats:
     report_url: str | None = None
     problems: list[str] = field(default_factory=list)
     rejection: str | None = None
+    # Wall time at which the first worker began its final flush.
+    flush_started: float | None = None
 
     def merge(self, other: dict[str, Any]) -> None:
         self.accepted += int(other.get("accepted", 0))
@@ -59,6 +63,9 @@ class ProcessStats:
         self.error = self.error or other.get("error")
         self.report_url = self.report_url or other.get("report_url")
         self.rejection = self.rejection or other.get("rejection")
+        started = other.get("flush_started")
+        if started is not None:
+            self.flush_started = min(started, self.flush_started or started)
         for problem in other.get("problems", []):
             if problem not in self.problems:
                 self.problems.append(problem)
@@ -241,7 +248,7 @@ class Recorder:
                     "client_run_id": self.identity.client_run_id,
                 },
             )
-        self.sender.close(self.settings.flush_deadline)
+        self.sender.close(self._flush_timeout())
         self._collect_stats()
         if self.is_worker:
             self.config.workeroutput["testoqa"] = self.stats.__dict__  # type: ignore[attr-defined]
@@ -266,6 +273,22 @@ class Recorder:
         self.stats.pending += self.writer.close()
         if self.writer.path.exists():
             self.stats.spool_files.append(str(self.writer.path))
+
+    def _flush_timeout(self) -> float:
+        """Return how long this process may wait for delivery at the end of the session.
+
+        The deadline is for the whole session: under xdist the workers flush
+        first, and the controller gets what they left of it, but at least a
+        second (or the whole deadline, if shorter) to send the run's finish.
+        """
+        deadline = self.settings.flush_deadline
+        if self.is_worker:
+            self.stats.flush_started = time.time()
+            return deadline
+        if self.stats.flush_started is None:
+            return deadline
+        left = deadline - (time.time() - self.stats.flush_started)
+        return max(left, min(MIN_CONTROLLER_FLUSH, deadline))
 
     @property
     def undelivered(self) -> bool:

@@ -39,15 +39,17 @@ class Sender:
     def close(self, timeout: float) -> bool:
         """Flush what is queued within timeout seconds; return whether the thread finished."""
         self._deadline = time.monotonic() + timeout
-        self.delivery.closing = True
+        self.delivery.begin_closing()
         self._wake.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _sleep(self, seconds: float) -> None:
-        if self._wake.wait(seconds):
+    def _sleep(self, seconds: float) -> bool:
+        woken = self._wake.wait(seconds)
+        if woken:
             self._wake.clear()
+        return woken
 
     def _run(self) -> None:
         stopping = False
@@ -87,7 +89,8 @@ class Sender:
 
     def _retry_from_spool(self) -> None:
         """After the sender gave up mid-run, try once more at the end with what is on disk."""
-        if self.delivery.stats.fatal is not None or not self.delivery.stats.gave_up:
+        stats = self.delivery.stats
+        if stats.fatal is not None or not stats.gave_up or self.delivery.gave_up_closing:
             return
         self.delivery.reopen()
         _, events = spool.read(self._writer.path)
