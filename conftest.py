@@ -78,7 +78,7 @@ def _chown_for(prefix: list[str], path: Path) -> None:
 
 
 def _accepts_queries(port: int) -> bool:
-    """Return whether the server answers a query; an open port alone may still be starting."""
+    """Return whether the server runs a query; an open port alone may still be starting up."""
     import asyncpg
 
     async def probe() -> None:

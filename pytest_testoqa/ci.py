@@ -13,7 +13,7 @@ GIT_TIMEOUT = 2.0
 
 @dataclass(frozen=True)
 class CiInfo:
-    """What a CI service tells about the build; build_id seeds the default run key."""
+    """Build metadata from a CI service; build_id is the default run key."""
 
     provider: str | None = None
     branch: str | None = None
@@ -194,7 +194,7 @@ def from_git(rootdir: Path) -> CiInfo:
 
 
 def detect(env: Mapping[str, str], rootdir: Path) -> CiInfo:
-    """Return CI metadata of the first CI service found in env, else what git tells."""
+    """Return CI metadata of the first CI service in env, else commit and branch from git."""
     for variable, reader in PROVIDERS:
         if env.get(variable):
             return reader(env)

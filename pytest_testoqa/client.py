@@ -18,7 +18,7 @@ MAX_RETRY_AFTER = 120.0
 
 
 class DeliveryError(Exception):
-    """A request that failed; ``retryable`` says whether trying again may help."""
+    """A request that failed; ``retryable`` is whether trying again may help."""
 
     def __init__(
         self,
@@ -42,7 +42,7 @@ class Response:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Return the seconds a Retry-After header asks to wait (delta or HTTP date)."""
+    """Return the seconds a Retry-After header requests to wait (delta or HTTP date)."""
     if not value:
         return None
     value = value.strip()

@@ -2,7 +2,7 @@
 
 The live sender thread and ``testoqa upload`` share this logic. Every
 request is idempotent (client-generated run and execution ids), so a batch
-whose answer was lost can be sent again without creating duplicates.
+whose response was lost can be sent again without creating duplicates.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class GiveUp(Exception):
 
 @dataclass
 class DeliveryStats:
-    """What reached the server, and why the rest did not."""
+    """Counts of what reached the server, and the errors that stopped the rest."""
 
     run_id: str | None = None
     report_url: str | None = None

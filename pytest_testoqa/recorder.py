@@ -36,7 +36,7 @@ CRASH_PHASE = "???"  # xdist's phase name for the report of a crashed worker's t
 
 @dataclass
 class ProcessStats:
-    """What one process delivered; workers pass theirs to the controller as plain data."""
+    """Delivery figures of one process; workers pass theirs to the controller as plain data."""
 
     accepted: int = 0
     duplicate: int = 0
@@ -73,7 +73,7 @@ class ProcessStats:
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What every process of a session shares: passed to xdist workers as plain data."""
+    """Identity of the run, shared by every process of a session and passed to xdist workers."""
 
     client_run_id: str
     run_body: dict[str, Any]
@@ -147,7 +147,7 @@ class Recorder:
         """Record a module or class skipped at collection, which pytest counts as a skip.
 
         Under xdist only the controller records it, because every worker
-        collects the same module and the controller sees the skip once.
+        collects the same module and xdist forwards the skip to the controller once.
         """
         if not report.skipped or self.is_worker or self.writer is None:
             return
@@ -168,7 +168,7 @@ class Recorder:
             excluded = bool(self.config.hook.pytest_testoqa_exclude(item=item))
             item.stash[CASE_KEY] = None if excluded else case_key(item, self.stats.problems)
         # Plain attributes travel with the report to the xdist controller,
-        # which then knows a worker has recorded it.
+        # which skips the reports that carry them because a worker recorded them.
         report.testoqa_case = item.stash[CASE_KEY]  # type: ignore[attr-defined]
         if call.when == "setup":
             report.testoqa_params = parameters(item)  # type: ignore[attr-defined]

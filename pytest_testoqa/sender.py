@@ -1,4 +1,4 @@
-"""The background sender: one thread per pytest process, so tests never wait on the network."""
+"""The background sender: one thread per pytest process, so hooks only enqueue events."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def write_summary(terminal: Any, stats: Any, settings: Settings) -> None:
     if stats.fatal:
         terminal.write_sep("=", "TestoQA: results NOT delivered", red=True, bold=True)
         hint = FATAL_HINTS.get(stats.fatal_status or 0, "the server rejected the request")
-        terminal.write_line(f"{hint} (server said: {stats.fatal})", red=True)
+        terminal.write_line(f"{hint} (server response: {stats.fatal})", red=True)
     elif stats.spool_files:
         terminal.write_sep("-", "TestoQA")
         reason = stats.error or "the final flush deadline passed"

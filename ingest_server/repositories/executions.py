@@ -74,7 +74,7 @@ async def insert_new(
     if not rows:
         return set()
     # Id order makes concurrent batches with overlapping ids lock rows in
-    # one order, so PostgreSQL never sees a deadlock between them.
+    # one order and cannot deadlock each other on PostgreSQL.
     ordered = sorted(rows, key=lambda row: row["id"])
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection

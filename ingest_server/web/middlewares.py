@@ -72,7 +72,7 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
         return from_http_exception(exc, request_id)
     except Exception:
         server_errors_logger.exception(
-            "unexpected error while answering %s %s", request.method, request.path
+            "unexpected error while handling %s %s", request.method, request.path
         )
         return error_response(
             500,

@@ -190,7 +190,7 @@ def test_rejected_token_is_prominent(
     assert lines[0].strip("= ") == "TestoQA: results NOT delivered"
     assert lines[1] == (
         "the token was rejected: check TESTOQA_TOKEN (missing, mistyped or revoked) "
-        "(server said: 401 unauthenticated: invalid token: it is not a TestoQA API token)"
+        "(server response: 401 unauthenticated: invalid token: it is not a TestoQA API token)"
     )
     assert lines[-1].strip().startswith("TESTOQA_TOKEN=... testoqa upload --url ")
 
@@ -214,6 +214,6 @@ def test_viewer_token_hint(
     assert lines[0].strip("= ") == "TestoQA: results NOT delivered"
     assert lines[1].startswith(
         "the token's role may not report results: create a token with --role reporter "
-        "(server said: 403 "
+        "(server response: 403 "
     )
     assert result.ret == 1, "the suite's own failure decides the exit status"
