@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import RunCase, TestCase
-from ingest_server.repositories.base import ROWS_PER_STATEMENT, upsert
+from ingest_server.repositories.base import chunks, upsert
 
 CASE_FIELDS = ("node_id", "file", "name", "line", "class_name", "function", "markers")
 
@@ -98,8 +98,7 @@ async def _case_ids(
 ) -> dict[str, uuid.UUID]:
     table = TestCase.__table__
     ids: dict[str, uuid.UUID] = {}
-    for start in range(0, len(keys), ROWS_PER_STATEMENT):
-        chunk = keys[start : start + ROWS_PER_STATEMENT]
+    for chunk in chunks(keys):
         result = await session.execute(
             select(table.c.key, table.c.id).where(
                 table.c.project_id == project_id, table.c.key.in_(chunk)

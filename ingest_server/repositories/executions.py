@@ -12,7 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.models import Execution, TestRun
-from ingest_server.repositories.base import ROWS_PER_STATEMENT
+from ingest_server.repositories.base import chunks
 
 # Columns of an inserted execution, in the order of the driver-level inserts.
 INSERT_COLUMNS = (
@@ -139,8 +139,8 @@ async def _insert_sqlite(
     # insert between this read of existing ids and the insert below.
     ids = [row["id"] for row in rows]
     existing: set[str] = set()
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = [row_id.hex for row_id in ids[start : start + ROWS_PER_STATEMENT]]
+    for id_chunk in chunks(ids):
+        chunk = [row_id.hex for row_id in id_chunk]
         marks = ", ".join("?" * len(chunk))
         cursor = await driver.execute(
             f"SELECT id FROM executions WHERE project_id = ? AND id IN ({marks})",

@@ -29,13 +29,6 @@ def run_url(ctx: RequestContext, project_key: str, run_id: uuid.UUID) -> str:
     return f"{ctx.base_url}/api/v1/projects/{project_key}/runs/{run_id}"
 
 
-def parse_run_id(value: str, field: str = "run") -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"{field} {value[:100]!r} not found: ids are UUIDs") from exc
-
-
 async def load_run(session: AsyncSession, project: ProjectScope, run_id: uuid.UUID) -> TestRun:
     run = await run_repo.get_run(session, project.id, run_id)
     if run is None:

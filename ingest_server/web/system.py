@@ -15,12 +15,12 @@ OPENAPI_KEY = web.AppKey("openapi_body", bytes)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Answer 200 while the process serves requests."""
+    """Return 200 while the process serves requests."""
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Answer 200 when the database is reachable and its schema is current, else 503."""
+    """Return 200 when the database is reachable and its schema is current, else 503."""
     try:
         state = await request.app[SERVICES_KEY].schema_state()
     except Exception as exc:  # any driver error means "not ready", with the reason shown
