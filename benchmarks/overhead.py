@@ -62,6 +62,8 @@ from typing import Any
 
 import suite_generator
 
+import pytest_testoqa
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_KEY = "BENCH"
 HOST = "127.0.0.1"
@@ -320,10 +322,17 @@ class Measurements:
     workers: int
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     server_cpu: list[float] = field(default_factory=list)
+    # Runs whose executions did not all reach the server, and how the server's runs differ.
+    problems: list[str] = field(default_factory=list)
 
 
-def check_sample(sample: Sample, variant: Variant, manifest: dict[str, Any]) -> None:
-    """Raise BenchmarkError unless the run reported what the generated suite must produce."""
+def check_sample(sample: Sample, variant: Variant, manifest: dict[str, Any]) -> str | None:
+    """Check that the run reported what the generated suite must produce.
+
+    Raise BenchmarkError when pytest itself reported something else. Return a
+    description of the problem when the plugin did not deliver every
+    execution, so the benchmark goes on and reports it at the end.
+    """
     tail = sample.output[-3000:]
     if sample.exit_status != EXPECTED_EXIT_STATUS:
         raise BenchmarkError(
@@ -338,24 +347,41 @@ def check_sample(sample: Sample, variant: Variant, manifest: dict[str, Any]) -> 
     if variant.reports_to_server:
         sent = SENT_PATTERN.search(sample.output)
         if sent is None or int(sent.group(1)) != manifest["tests"]:
-            raise BenchmarkError(
-                f"{variant.name}: the plugin did not report {manifest['tests']} executions "
-                f"as sent:\n{tail}"
+            return (
+                f"the plugin did not report {manifest['tests']} executions as sent; "
+                f"its summary section:\n{plugin_section(sample.output)}"
             )
+    return None
 
 
-def check_server_totals(server: LocalServer, manifest: dict[str, Any], runs: int) -> None:
-    """Raise BenchmarkError unless the server stores `runs` runs with the suite's totals."""
+def plugin_section(output: str) -> str:
+    """Return the lines of the plugin's section in pytest's terminal summary."""
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if re.fullmatch(r"[-=]+ TestoQA.* [-=]+", line.strip()):
+            section = [line]
+            for following in lines[index + 1 :]:
+                if re.match(r"[-=]{3,} ", following):
+                    break
+                section.append(following)
+            return "\n".join(section)
+    return "(no TestoQA section in the output)"
+
+
+def check_server_totals(server: LocalServer, manifest: dict[str, Any], runs: int) -> list[str]:
+    """Return how the server's runs differ from `runs` finished runs with the suite's totals."""
     page = server.get_json("/runs?limit=500")
+    problems = []
     if len(page["items"]) != runs:
-        raise BenchmarkError(f"the server has {len(page['items'])} runs, expected {runs}")
+        problems.append(f"the server has {len(page['items'])} runs, expected {runs}")
     for run in page["items"]:
         totals = {name: count for name, count in run["totals"].items() if count}
         if totals != manifest["outcomes"] or run["status"] != "finished":
-            raise BenchmarkError(
+            problems.append(
                 f"run {run['id']} is {run['status']} with totals {totals}, "
                 f"expected finished with {manifest['outcomes']}"
             )
+    return problems
 
 
 def measure_configuration(
@@ -375,7 +401,9 @@ def measure_configuration(
         for variant in (VARIANTS[0], VARIANTS[-1]):
             command, env = variant_command(variant, workers, outputs, server)
             sample = run_measured(command, suite, env, outputs / "warm-up.txt", timeout)
-            check_sample(sample, variant, manifest)
+            problem = check_sample(sample, variant, manifest)
+            if problem:
+                result.problems.append(f"{tests} tests, -n {workers}, warm-up: {problem}")
         for round_number in range(rounds):
             shift = round_number % len(VARIANTS)
             for variant in VARIANTS[shift:] + VARIANTS[:shift]:
@@ -384,7 +412,13 @@ def measure_configuration(
                 output_path = outputs / f"{variant.name}-{round_number}.txt"
                 sample = run_measured(command, suite, env, output_path, timeout)
                 server_after = server.cpu_seconds()
-                check_sample(sample, variant, manifest)
+                problem = check_sample(sample, variant, manifest)
+                if problem:
+                    server_log = (server_dir / "server.log").read_text()[-1500:]
+                    result.problems.append(
+                        f"{tests} tests, -n {workers}, round {round_number + 1}, {variant.name}: "
+                        f"{problem}\nend of the server log:\n{server_log or '(empty)'}"
+                    )
                 result.samples[variant.name].append(sample)
                 if variant.reports_to_server and server_before is not None:
                     result.server_cpu.append((server_after or 0.0) - server_before)
@@ -394,7 +428,7 @@ def measure_configuration(
                     file=sys.stderr,
                     flush=True,
                 )
-        check_server_totals(server, manifest, runs=rounds + 1)
+        result.problems += check_server_totals(server, manifest, runs=rounds + 1)
     return result
 
 
@@ -470,6 +504,7 @@ def describe_machine() -> list[str]:
         f"command: {shlex.join([sys.executable, *sys.argv])}",
         f"machine: {os.cpu_count()} CPUs (nproc), {platform.machine()}, {platform.platform()}",
         f"Python {platform.python_version()}; {'; '.join(versions)}",
+        f"plugin measured: {Path(pytest_testoqa.__file__).parent}",
         f"load average (1, 5, 15 min) now: {load}",
     ]
 
@@ -481,13 +516,33 @@ def describe_machine() -> list[str]:
 # when TESTOQA_BENCH_CPROFILE is set, a cProfile profile of each. Thread.run
 # is wrapped because cProfile profiles only the thread that enabled it.
 PROFILE_LAUNCHER = """
-import cProfile, json, os, sys, threading, time
+import cProfile, json, os, resource, sys, threading, time
 import pytest
 
 out = os.environ["TESTOQA_BENCH_PROFILE_DIR"]
 profiling = bool(os.environ.get("TESTOQA_BENCH_CPROFILE"))
 threads = {}
+marks = {}
 original_run = threading.Thread.run
+
+def mark(name):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    marks[name] = [time.perf_counter(), time.thread_time(), usage.ru_maxrss]
+
+class PhaseProbe:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session):
+        mark("collection")
+        result = yield
+        mark("tests")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        mark("session end")
+        result = yield
+        mark("exit")
+        return result
 
 def measured_run(self):
     if self.name != "testoqa-sender":
@@ -508,16 +563,36 @@ threading.Thread.run = measured_run
 profiler = cProfile.Profile() if profiling else None
 if profiler:
     profiler.enable()
-started = time.thread_time()
-status = pytest.main(sys.argv[1:])
-threads["main"] = time.thread_time() - started
+mark("start-up")
+status = pytest.main(sys.argv[1:], plugins=[PhaseProbe()])
+mark("end")
 if profiler:
     profiler.disable()
     profiler.dump_stats(os.path.join(out, "main.prof"))
+threads["main"] = marks["end"][1]
 with open(os.path.join(out, "threads.json"), "w") as file:
-    json.dump(threads, file)
+    json.dump({"threads": threads, "marks": marks}, file)
 sys.exit(int(status))
 """
+# Phases between the launcher's marks: (name, first mark, next mark).
+PHASES = (
+    ("start-up", "start-up", "collection"),
+    ("collection", "collection", "tests"),
+    ("tests", "tests", "session end"),
+    ("session end", "session end", "exit"),
+    # pytest's terminal summary is written here, by a hook wrapper outside the probe's.
+    ("summary", "exit", "end"),
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the launcher measured in one pytest process."""
+
+    sample: Sample
+    sender_cpu: float
+    # By phase: wall seconds, main-thread CPU seconds, and peak RSS in MB at the phase's end.
+    phases: dict[str, tuple[float, float, float]]
 
 
 def profiled_run(
@@ -529,8 +604,8 @@ def profiled_run(
     timeout: float,
     *,
     cprofile: bool,
-) -> tuple[Sample, dict[str, float]]:
-    """Run one pytest process of variant under the launcher; return it and its thread CPU times."""
+) -> Probe:
+    """Run one pytest process of variant under the launcher and return its measurements."""
     outputs.mkdir(parents=True, exist_ok=True)
     command, env = variant_command(variant, 0, outputs, server)
     command[1:3] = ["-c", PROFILE_LAUNCHER]  # replaces "-m pytest"
@@ -538,8 +613,52 @@ def profiled_run(
     if cprofile:
         env["TESTOQA_BENCH_CPROFILE"] = "1"
     sample = run_measured(command, suite, env, outputs / "output.txt", timeout)
-    check_sample(sample, variant, manifest)
-    return sample, json.loads((outputs / "threads.json").read_text())
+    problem = check_sample(sample, variant, manifest)
+    if problem:
+        raise BenchmarkError(f"{variant.name}: {problem}")
+    measured = json.loads((outputs / "threads.json").read_text())
+    marks = measured["marks"]
+    phases = {}
+    for name, first, following in PHASES:
+        wall = marks[following][0] - marks[first][0]
+        cpu = marks[following][1] - marks[first][1]
+        phases[name] = (wall, cpu, marks[following][2] / 1024)
+    return Probe(sample, measured["threads"].get("sender", 0.0), phases)
+
+
+def print_phases(tests: int, plain: list[Probe], testoqa: list[Probe]) -> None:
+    """Print medians by phase for plain and testoqa, and the plugin's extra cost per test."""
+
+    def median(probes: list[Probe], phase: str, index: int) -> float:
+        return statistics.median(probe.phases[phase][index] for probe in probes)
+
+    print(
+        "| phase | plain wall (s) | testoqa wall (s) | plain CPU (s) | testoqa CPU (s) "
+        "| CPU over plain (µs/test) | plain peak RSS (MB) | testoqa peak RSS (MB) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, _, _ in PHASES:
+        walls = median(plain, name, 0), median(testoqa, name, 0)
+        cpus = median(plain, name, 1), median(testoqa, name, 1)
+        rss = median(plain, name, 2), median(testoqa, name, 2)
+        print(
+            f"| {name} (main thread) | {walls[0]:.2f} | {walls[1]:.2f} | {cpus[0]:.2f} "
+            f"| {cpus[1]:.2f} | {(cpus[1] - cpus[0]) / tests * 1e6:+.0f} "
+            f"| {rss[0]:.0f} | {rss[1]:.0f} |"
+        )
+    sender = statistics.median(probe.sender_cpu for probe in testoqa)
+    print(f"| sender thread | | | | {sender:.2f} | {sender / tests * 1e6:+.0f} | | |")
+    process = [
+        statistics.median(probe.sample.cpu for probe in probes) for probes in (plain, testoqa)
+    ]
+    walls = [
+        statistics.median(probe.sample.wall for probe in probes) for probes in (plain, testoqa)
+    ]
+    print(
+        f"| whole process | {walls[0]:.2f} | {walls[1]:.2f} | {process[0]:.2f} | {process[1]:.2f} "
+        f"| {(process[1] - process[0]) / tests * 1e6:+.0f} | | |"
+    )
+    print()
 
 
 def print_profile(path: Path, title: str, top: int, only_plugin: bool) -> None:
@@ -569,38 +688,22 @@ def profile(tests: int, rounds: int, workdir: Path, timeout: float, top: int) ->
     suite_generator.generate(suite, tests)
     manifest = json.loads((suite / suite_generator.MANIFEST_NAME).read_text())
     plain, testoqa = VARIANTS[0], VARIANTS[-1]
-    cpu: dict[str, list[float]] = {"plain": [], "main": [], "sender": []}
+    probes: dict[str, list[Probe]] = {"plain": [], "testoqa": []}
     with local_server(sys.executable, workdir / "server-profile") as server:
         # Round 0 warms the bytecode cache and the server and is not counted.
         for round_number in range(rounds + 1):
             base = workdir / f"threads-{round_number}"
-            plain_sample, _ = profiled_run(
-                plain, suite, base / "plain", server, manifest, timeout, cprofile=False
-            )
-            _, threads = profiled_run(
-                testoqa, suite, base / "testoqa", server, manifest, timeout, cprofile=False
-            )
-            if round_number:
-                cpu["plain"].append(plain_sample.cpu)
-                cpu["main"].append(threads["main"])
-                cpu["sender"].append(threads["sender"])
+            for variant in (plain, testoqa):
+                probe = profiled_run(
+                    variant, suite, base / variant.name, server, manifest, timeout, cprofile=False
+                )
+                if round_number:
+                    probes[variant.name].append(probe)
         profiled = workdir / "cprofile"
         profiled_run(testoqa, suite, profiled, server, manifest, timeout, cprofile=True)
 
-    plain_cpu = statistics.median(cpu["plain"])
-    main_cpu = statistics.median(cpu["main"])
-    sender_cpu = statistics.median(cpu["sender"])
-    print(f"\nCPU time of {tests} tests without xdist, medians of {rounds} rounds:")
-    print(f"  plain pytest, whole process:     {plain_cpu:7.2f} s")
-    print(
-        f"  testoqa, main thread:            {main_cpu:7.2f} s "
-        f"(pytest and the plugin's hooks, interpreter start-up excluded)"
-    )
-    print(
-        f"  testoqa, sender thread:          {sender_cpu:7.2f} s "
-        f"({sender_cpu / tests * 1e6:.0f} µs per test)"
-    )
-    print()
+    print(f"\n{tests} tests without xdist, medians of {rounds} rounds, without cProfile:\n")
+    print_phases(tests, probes["plain"], probes["testoqa"])
     print_profile(
         profiled / "main.prof",
         f"Plugin functions in the main thread, one cProfile run of {tests} tests:",
@@ -658,15 +761,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         rows: list[Row] = []
         server_cpu: dict[tuple[int, int], float] = {}
+        problems: list[str] = []
         for tests in args.sizes:
             for workers in args.workers:
                 measured = measure_configuration(
                     tests, workers, args.rounds, workdir, args.timeout
                 )
                 rows += summarize(measured)
+                problems += measured.problems
                 if measured.server_cpu:
                     server_cpu[tests, workers] = statistics.median(measured.server_cpu)
-        print()
+                # Print each configuration as it ends, so a later failure keeps it.
+                print(f"\n{format_table(summarize(measured))}", flush=True)
+        print("\nAll configurations:\n")
         print(format_table(rows))
         print()
         for (tests, workers), seconds in server_cpu.items():
@@ -678,6 +785,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average (1, 5, 15 min) at the end: {load}")
         usage = resource.getrusage(resource.RUSAGE_SELF)
         print(f"this script's own CPU: {usage.ru_utime + usage.ru_stime:.1f} s")
+        if problems:
+            print(f"\n{len(problems)} problems with the delivery to the server:")
+            for problem in problems:
+                print(f"- {problem}")
+            return 1
         return 0
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
