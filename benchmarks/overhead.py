@@ -21,17 +21,21 @@ part of the pytest process tree. Ratios and CPU differences are medians of
 per-round pairs with ``plain``, so slow drifts in machine load cancel out.
 
 Every run is checked: pytest must report the outcome counts the generator
-promised, the plugin must report every execution as sent, and at the end
-the server's totals of every run must match them too. Everything listens
-on 127.0.0.1; the server and the temporary directory are removed on exit.
+promised, or the script stops. A ``testoqa`` run that does not report every
+execution as sent, and a server run whose totals differ at the end, are
+listed after the table and make the script exit with status 1. Everything
+listens on 127.0.0.1; the server and the temporary directory are removed on
+exit.
 
 Run from the repository root with the dev extras installed::
 
     .venv/bin/python benchmarks/overhead.py --sizes 2000 10000 --rounds 5
 
-``--profile`` instead measures the CPU time of the main thread and of the
-plugin's sender thread apart, then profiles both threads with cProfile and
-lists where the plugin spends its time.
+``--profile`` instead runs ``plain`` and ``testoqa`` without xdist under a
+launcher that measures each phase of the main thread (wall time, CPU time,
+peak RSS) and the CPU time of the plugin's sender thread. Then it profiles
+both threads of one more ``testoqa`` run with cProfile and lists where the
+plugin spends its time.
 """
 
 from __future__ import annotations
@@ -511,10 +515,11 @@ def describe_machine() -> list[str]:
 
 # --- profiling ------------------------------------------------------------------
 
-# Runs pytest.main() in this interpreter and measures the main thread and the
-# plugin's sender thread apart: their CPU time with time.thread_time(), and,
-# when TESTOQA_BENCH_CPROFILE is set, a cProfile profile of each. Thread.run
-# is wrapped because cProfile profiles only the thread that enabled it.
+# Runs pytest.main() in this interpreter. It marks the phases of the main
+# thread with hook wrappers, measures the CPU time of the main thread and of
+# the plugin's sender thread with time.thread_time(), and, when
+# TESTOQA_BENCH_CPROFILE is set, writes a cProfile profile of each thread.
+# Thread.run is wrapped because cProfile profiles only the thread that enabled it.
 PROFILE_LAUNCHER = """
 import cProfile, json, os, resource, sys, threading, time
 import pytest
@@ -587,7 +592,7 @@ PHASES = (
 
 @dataclass(frozen=True)
 class Probe:
-    """What the launcher measured in one pytest process."""
+    """Measurements the launcher took in one pytest process."""
 
     sample: Sample
     sender_cpu: float
@@ -680,9 +685,9 @@ def print_profile(path: Path, title: str, top: int, only_plugin: bool) -> None:
 
 
 def profile(tests: int, rounds: int, workdir: Path, timeout: float, top: int) -> None:
-    """Split the plugin's CPU cost between threads, then profile both threads with cProfile.
+    """Split the plugin's cost by phase and thread, then profile both threads with cProfile.
 
-    Without xdist only: every test runs in the one profiled process.
+    Without xdist only, so every test runs in the one measured process.
     """
     suite = workdir / f"suite-{tests}"
     suite_generator.generate(suite, tests)
