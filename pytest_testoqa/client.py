@@ -73,6 +73,10 @@ class ApiClient:
 
     def request(self, method: str, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return self.request_raw(method, path, data)
+
+    def request_raw(self, method: str, path: str, data: bytes) -> Response:
+        """Send data, a JSON document already encoded, and return the decoded response."""
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -110,8 +114,10 @@ class ApiClient:
     def put_cases(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("PUT", f"/runs/{run_id}/cases", body).body
 
-    def post_executions(self, run_id: str, executions: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.request("POST", f"/runs/{run_id}/executions", {"executions": executions}).body
+    def post_executions(self, run_id: str, executions: list[bytes]) -> dict[str, Any]:
+        """Post a batch of executions, each already encoded as JSON."""
+        data = b'{"executions":[' + b",".join(executions) + b"]}"
+        return self.request_raw("POST", f"/runs/{run_id}/executions", data).body
 
     def finish_run(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/runs/{run_id}/finish", body).body

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_testoqa.client import ApiClient, DeliveryError
-from pytest_testoqa.spool import Event
+from pytest_testoqa.spool import Event, encode_body
 
 MAX_BATCH_ITEMS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -158,7 +158,9 @@ class Delivery:
     def _send_executions(self, batch: list[Event]) -> None:
         try:
             answer = self._retry(
-                lambda: self.client.post_executions(self._run_id(), [e.body for e in batch])
+                lambda: self.client.post_executions(
+                    self._run_id(), [e.raw or encode_body(e.body) for e in batch]
+                )
             )
         except Rejected as rejection:
             if rejection.status == 413 and len(batch) > 1:

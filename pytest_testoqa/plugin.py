@@ -66,6 +66,7 @@ def _configure_worker(config: pytest.Config, worker_input: dict[str, Any]) -> No
         return
     identity = RunIdentity(shared["client_run_id"], shared["run_body"])
     recorder = Recorder(config, resolved, identity, process=str(worker_input["workerid"]))
+    recorder.send_cases = bool(shared.get("send_cases", True))
     config.pluginmanager.register(recorder, RECORDER_NAME)
 
 
@@ -87,6 +88,9 @@ class XdistHooks:
         node.workerinput["testoqa"] = {
             "client_run_id": identity.client_run_id,
             "run_body": identity.run_body,
+            # Every worker collects the same tests, so one of them sends the
+            # cases; the others only compute their keys.
+            "send_cases": node.gateway.id == "gw0",
         }
 
 

@@ -36,6 +36,8 @@ class Event:
     body: dict[str, Any]
     # Bytes of the event's spool line, which approximates its size on the wire.
     size: int = 0
+    # The body as JSON, encoded once for the spool and reused for the request.
+    raw: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,14 @@ class SpoolHeader:
     client_run_id: str
 
 
+def encode_body(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def encode(event: Event) -> bytes:
-    line = {"seq": event.seq, "kind": event.kind, "body": event.body}
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    raw = event.raw or encode_body(event.body)
+    head = f'{{"seq":{event.seq},"kind":"{event.kind}","body":'.encode()
+    return head + raw + b"}\n"
 
 
 class SpoolWriter:
@@ -76,11 +83,13 @@ class SpoolWriter:
 
     def append(self, kind: str, body: dict[str, Any]) -> Event:
         """Write the event with one unbuffered write, so a crash after it loses nothing."""
+        raw = encode_body(body)
         with self._lock:
             self._seq += 1
-            line = encode(Event(self._seq, kind, body))
+            event = Event(self._seq, kind, body, 0, raw)
+            line = encode(event)
             self._events.write(line)
-        return Event(self._seq, kind, body, len(line))
+        return Event(event.seq, kind, body, len(line), raw)
 
     def acknowledge(self, seqs: list[int]) -> None:
         if not seqs:
@@ -99,6 +108,11 @@ class SpoolWriter:
         with self._lock:
             self._events.close()
             self._acks.close()
+            delivered = self._seq == len(self._acked)
+        if delivered:
+            # Everything was acknowledged: nothing to read back or rewrite.
+            remove(self.path)
+            return 0
         return compact(self.path)
 
 
@@ -152,6 +166,14 @@ def read(path: Path) -> tuple[SpoolHeader, list[Event]]:
     return header, events
 
 
+def remove(path: Path) -> None:
+    """Delete a spool file, its acknowledgements, and its run's folder once empty."""
+    path.unlink(missing_ok=True)
+    path.with_suffix(ACKS_SUFFIX).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only succeeds when the run's directory is empty
+
+
 def compact(path: Path) -> int:
     """Rewrite path without acknowledged events, or delete it when nothing is left.
 
@@ -163,10 +185,7 @@ def compact(path: Path) -> int:
     acks_path = path.with_suffix(ACKS_SUFFIX)
     undelivered = [e for e in remaining if e.kind != "run"]
     if not undelivered:
-        path.unlink(missing_ok=True)
-        acks_path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # only succeeds when the run's directory is empty
+        remove(path)
         return 0
     # The run event stays with undelivered events: an upload needs it to
     # find or create the run again.
