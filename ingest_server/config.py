@@ -19,7 +19,7 @@ class Settings:
     port: int = 8080
     # Executions per POST .../executions request.
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS
-    # Bytes per request body; a larger body is answered 413 before it is read.
+    # Bytes per request body; a larger body gets 413 before it is read.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Base of the report links the server returns, such as https://testoqa.example.com;
     # when unset they are built from the request's own scheme and host.

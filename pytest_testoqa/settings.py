@@ -213,11 +213,13 @@ def resolve(config: pytest.Config, ci_run_key: str | None) -> Settings | None:
             f"{source}: invalid project key {project!r}: use 2 to 20 characters, uppercase "
             "letters, digits and '_', starting with a letter, such as WEB"
         )
+
     run_key, _ = values["run_key"]
     spool_dir, _ = values["spool_dir"]
     spool = Path(spool_dir or DEFAULT_SPOOL_DIR)
     if not spool.is_absolute():
         spool = config.rootpath / spool
+
     url, url_source = values["url"]
     timeout, timeout_source = values["timeout"]
     deadline, deadline_source = values["flush_deadline"]

@@ -19,7 +19,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 @dataclass(frozen=True)
 class SchemaState:
-    """Where a database's schema stands against this code's migrations."""
+    """State of a database's schema compared with this code's migrations."""
 
     current: tuple[str, ...]
     head: str
@@ -51,7 +51,7 @@ def _inspect_state(connection: Connection) -> SchemaState:
 
 
 async def schema_state(database: Database) -> SchemaState:
-    """Read the applied revision and whether the database holds any table."""
+    """Read the applied revision and whether the database contains any table."""
     async with database.engine.connect() as connection:
         return await connection.run_sync(_inspect_state)
 

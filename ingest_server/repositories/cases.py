@@ -59,8 +59,8 @@ async def ensure_cases(
     double the write load of ingest. ``last_seen_at`` is refreshed when the
     run's collected cases are stored.
     """
-    wanted = sorted(keys)
-    ids = await _case_ids(session, project_id, wanted)
+    sorted_keys = sorted(keys)
+    ids = await _case_ids(session, project_id, sorted_keys)
     rows: list[dict[str, Any]] = [
         {
             "project_id": project_id,
@@ -71,7 +71,7 @@ async def ensure_cases(
             "first_seen_at": now,
             "last_seen_at": now,
         }
-        for key in wanted
+        for key in sorted_keys
         if key not in ids
     ]
     if not rows:
@@ -87,7 +87,7 @@ async def ensure_cases(
     ids.update({key: case_id for key, case_id in await _executemany(session, statement, rows)})
     # A key another batch created meanwhile returned nothing; it is committed
     # now, because the insert waited for that batch to end.
-    raced = [key for key in wanted if key not in ids]
+    raced = [key for key in sorted_keys if key not in ids]
     if raced:
         ids.update(await _case_ids(session, project_id, raced))
     return ids

@@ -73,8 +73,9 @@ async def insert_new(
     """
     if not rows:
         return set()
-    # Id order makes concurrent batches with overlapping ids lock rows in
-    # one order and cannot deadlock each other on PostgreSQL.
+    # Id order makes concurrent batches with overlapping ids lock rows in one
+    # order, so they cannot deadlock each other on PostgreSQL (tested in
+    # tests/test_idempotency.py with overlapping batches in opposite orders).
     ordered = sorted(rows, key=lambda row: row["id"])
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection

@@ -72,9 +72,9 @@ def _check_name(value: str, field: str, limit: int) -> str:
     return value
 
 
-def _require_operator(ctx: RequestContext, what: str) -> None:
+def _require_operator(ctx: RequestContext, operation: str) -> None:
     if ctx.principal.kind != "operator":
-        raise NotFound(f"{what} is only available to the server's operator")
+        raise NotFound(f"{operation} is only available to the server's operator")
 
 
 class AdminService:

@@ -32,12 +32,13 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """Return the path parameter name as a UUID; any other value is an unknown id."""
     value = request.match_info[name]
     try:
         return uuid.UUID(value)
     except ValueError as exc:
-        raise NotFound(f"{what} {value[:100]!r} not found: {what} ids are UUIDs") from exc
+        raise NotFound(f"{name} {value[:100]!r} not found: {name} ids are UUIDs") from exc
 
 
 async def create_run(request: web.Request, ctx: RequestContext) -> web.Response:
@@ -55,7 +56,7 @@ async def create_run(request: web.Request, ctx: RequestContext) -> web.Response:
 
 async def upsert_cases(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ())
-    run_id = path_uuid(request, "run", "run")
+    run_id = path_uuid(request, "run")
     body = await read_json_body(request, schemas.CasesUpsert)
     result = await request.app[SERVICES_KEY].runs.upsert_cases(ctx, run_id, body)
     return json_response(result)
@@ -63,7 +64,7 @@ async def upsert_cases(request: web.Request, ctx: RequestContext) -> web.Respons
 
 async def post_executions(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ())
-    run_id = path_uuid(request, "run", "run")
+    run_id = path_uuid(request, "run")
     raw = await read_json_bytes(request)
     items: list[Any]
     try:
@@ -90,7 +91,7 @@ async def post_executions(request: web.Request, ctx: RequestContext) -> web.Resp
 
 async def finish_run(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ())
-    run_id = path_uuid(request, "run", "run")
+    run_id = path_uuid(request, "run")
     body = await read_json_body(request, schemas.RunFinish)
     result = await request.app[SERVICES_KEY].runs.finish(ctx, run_id, body)
     ingest_logger.info("run %s is %s after a finish request", run_id, result.status)
@@ -111,13 +112,13 @@ async def list_runs(request: web.Request, ctx: RequestContext) -> web.Response:
 
 async def get_run(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ())
-    run_id = path_uuid(request, "run", "run")
+    run_id = path_uuid(request, "run")
     return json_response(await request.app[SERVICES_KEY].runs.get(ctx, run_id))
 
 
 async def list_executions(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ("outcome", "limit", "cursor"))
-    run_id = path_uuid(request, "run", "run")
+    run_id = path_uuid(request, "run")
     page = await request.app[SERVICES_KEY].runs.list_executions(
         ctx,
         run_id,
@@ -130,7 +131,7 @@ async def list_executions(request: web.Request, ctx: RequestContext) -> web.Resp
 
 async def case_history(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query(request, ("limit", "cursor"))
-    case_id = path_uuid(request, "case", "case")
+    case_id = path_uuid(request, "case")
     history = await request.app[SERVICES_KEY].runs.case_history(
         ctx,
         case_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -10,7 +9,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ingest_server.logs import access_logger, request_fields
+from ingest_server.logs import access_logger, request_fields, server_logger
 from ingest_server.services.auth import parse_bearer
 from ingest_server.services.context import ANONYMOUS, Principal, RequestContext
 from ingest_server.services.errors import ServiceError, Unauthenticated
@@ -27,8 +26,6 @@ from ingest_server.web.keys import (
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-server_errors_logger = logging.getLogger("testoqa.server")
 
 
 def request_id_for(request: web.Request) -> str:
@@ -71,7 +68,7 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
             raise
         return from_http_exception(exc, request_id)
     except Exception:
-        server_errors_logger.exception(
+        server_logger.exception(
             "unexpected error while handling %s %s", request.method, request.path
         )
         return error_response(
