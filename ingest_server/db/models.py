@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -271,6 +272,127 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
+class UserSession(Base):
+    """A signed-in browser: only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user", "user_id"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The synchronizer token every state-changing form of this session carries.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    address: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class PersonalToken(Base):
+    """A user's own secret for reading the JSON reports of the user's projects."""
+
+    __tablename__ = "personal_tokens"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SignInFailure(Base):
+    """One failed sign-in, counted per account and per address to rate-limit guessing.
+
+    Kept in the database rather than process memory so that every server
+    process sees the same counts.
+    """
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_subject", "scope", "subject", "failed_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # "account" (subject is the lower-cased email) or "address" (the client address).
+    scope: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(320))
+    failed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ProjectSettings(Base):
+    """Per-project report settings: quality-gate rules and report windows."""
+
+    __tablename__ = "project_settings"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    gate: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    reports: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class RunSummary(Base):
+    """A run's totals, computed from its executions when the run settles.
+
+    Reports over many runs (trends, the runs list, the projects page) read
+    these rows instead of scanning executions; they are rebuilt from the
+    executions whenever results of a settled run change.
+    """
+
+    __tablename__ = "run_summaries"
+    __table_args__ = (
+        ForeignKeyConstraint(["project_id", "run_id"], ["test_runs.project_id", "test_runs.id"]),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    error: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    xfailed: Mapped[int] = mapped_column(Integer)
+    xpassed: Mapped[int] = mapped_column(Integer)
+    not_run: Mapped[int] = mapped_column(Integer)
+    passed_on_rerun: Mapped[int] = mapped_column(Integer)
+    # Sum of the final attempts' durations, in seconds.
+    test_duration: Mapped[float] = mapped_column(Float)
+    summarized_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class RunResult(Base):
+    """The final result of one test case in one run, with what reports need of it.
+
+    Materialized from the run's executions (the last attempt decides) when
+    the run settles, so reports over many runs read one row per case and run.
+    """
+
+    __tablename__ = "run_results"
+    __table_args__ = (
+        ForeignKeyConstraint(["project_id", "run_id"], ["test_runs.project_id", "test_runs.id"]),
+        ForeignKeyConstraint(
+            ["project_id", "case_id"], ["test_cases.project_id", "test_cases.id"]
+        ),
+        Index("ix_run_results_project_case_started", "project_id", "case_id", "run_started_at"),
+    )
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # The final attempt's outcome; "not_run" for a collected case without executions.
+    outcome: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer)
+    passed_on_rerun: Mapped[bool] = mapped_column(Boolean)
+    # The final attempt's duration and id, the evidence reports link to.
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    exception_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Copied from the run so a case's history is one index range.
+    run_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    branch: Mapped[str | None] = mapped_column(String(250), nullable=True)
+
+
 __all__ = [
     "INSTANCE_PROJECT_ID",
     "ApiToken",
@@ -278,10 +400,16 @@ __all__ = [
     "Base",
     "Execution",
     "Membership",
+    "PersonalToken",
     "Project",
+    "ProjectSettings",
     "RunCase",
+    "RunResult",
     "RunSession",
+    "RunSummary",
+    "SignInFailure",
     "TestCase",
     "TestRun",
     "User",
+    "UserSession",
 ]

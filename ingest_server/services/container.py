@@ -8,7 +8,12 @@ from ingest_server.db.migrate import SchemaState, schema_state
 from ingest_server.services.admin import AdminService
 from ingest_server.services.auth import AuthService
 from ingest_server.services.ingest import IngestService
+from ingest_server.services.live import LiveService
+from ingest_server.services.reports import ReportService
 from ingest_server.services.runs import RunService
+from ingest_server.services.sessions import SessionService
+from ingest_server.services.summaries import SummaryService
+from ingest_server.services.trends import TrendService
 
 
 class Services:
@@ -21,6 +26,11 @@ class Services:
         self.admin = AdminService(self.database)
         self.runs = RunService(self.database)
         self.ingest = IngestService(self.database, max_batch_items=settings.max_batch_items)
+        self.sessions = SessionService(self.database)
+        self.summaries = SummaryService(self.database)
+        self.reports = ReportService(self.database)
+        self.trends = TrendService(self.database)
+        self.live = LiveService(self.database)
 
     async def schema_state(self) -> SchemaState:
         return await schema_state(self.database)

@@ -21,6 +21,9 @@ class Principal:
     token_project_id: int | None = None
     token_role: Role | None = None
     user_id: int | None = None
+    email: str | None = None
+    # A personal access token acts for its user but only reads results.
+    read_only: bool = False
 
 
 ANONYMOUS = Principal(kind="anonymous", id="anonymous")
@@ -48,6 +51,8 @@ class RequestContext:
     # None when the path names no project, or a project the principal may not see.
     project: ProjectScope | None = None
     base_url: str = ""
+    # The signed-in browser session's CSRF token; None for token callers.
+    csrf_token: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def require(self, action: Action) -> ProjectScope:

@@ -8,11 +8,13 @@ from aiohttp import web
 
 from ingest_server.logs import RateLimitedCounter, auth_logger, server_logger
 from ingest_server.services.container import Services
+from ingest_server.web import live, pages_auth, pages_runs, pages_trends
 from ingest_server.web.keys import AUTH_FAILURES_KEY, METRICS_KEY, SERVICES_KEY
 from ingest_server.web.metrics import Metrics
 from ingest_server.web.middlewares import boundary_middleware, context_middleware
 from ingest_server.web.routes import add_api_routes
 from ingest_server.web.system import add_system_routes
+from ingest_server.web.templating import setup_templates
 
 
 def create_app(services: Services) -> web.Application:
@@ -26,6 +28,11 @@ def create_app(services: Services) -> web.Application:
     app[AUTH_FAILURES_KEY] = RateLimitedCounter(auth_logger)
     add_api_routes(app)
     add_system_routes(app)
+    setup_templates(app)
+    pages_auth.add_routes(app)
+    pages_runs.add_routes(app)
+    pages_trends.add_routes(app)
+    live.add_routes(app)
     app.cleanup_ctx.append(_database_lifecycle)
     return app
 

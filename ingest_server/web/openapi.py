@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ingest_server import __version__, schemas
-from ingest_server.web.routes import API_ROUTES, Route
+from ingest_server.web.routes import API_ROUTES
+from ingest_server.web.routing import Route
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"{(\w+)}")
@@ -58,7 +59,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "parameters": _parameters(route),
         "responses": responses,
-        "x-testoqa-action": route.action.value,
+        "x-testoqa-action": route.action.value if route.action else "signed_in",
     }
     if route.request is not None:
         operation["requestBody"] = {

@@ -1,54 +1,15 @@
-"""The route table: one declaration per route feeds both aiohttp and the OpenAPI document."""
+"""The API route table: ingest routes here, report and account routes from their modules."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-
 from aiohttp import web
-from pydantic import BaseModel
 
 from ingest_server import schemas
 from ingest_server.services.authz import Action
-from ingest_server.services.context import RequestContext
-from ingest_server.web import api
-from ingest_server.web.keys import get_context
+from ingest_server.web import account_api, api, report_api, trend_api
+from ingest_server.web.routing import CURSOR, LIMIT, PROJECT, QueryParam, Route, bind
 
-ApiHandler = Callable[[web.Request, RequestContext], Awaitable[web.StreamResponse]]
-
-PROJECT = "/api/v1/projects/{key}"
-
-
-@dataclass(frozen=True)
-class QueryParam:
-    name: str
-    schema: dict[str, object]
-    description: str
-
-
-@dataclass(frozen=True)
-class Route:
-    """One API route: what it takes, what it returns and which action it needs."""
-
-    method: str
-    path: str
-    handler: ApiHandler
-    name: str
-    summary: str
-    action: Action
-    response: type[BaseModel]
-    request: type[BaseModel] | None = None
-    status: int = 200
-    query: tuple[QueryParam, ...] = ()
-    extra_statuses: tuple[int, ...] = field(default=())
-
-
-LIMIT = QueryParam(
-    "limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Items per page."
-)
-CURSOR = QueryParam("cursor", {"type": "string"}, "The next_cursor of the previous page.")
-
-API_ROUTES: tuple[Route, ...] = (
+INGEST_ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         f"{PROJECT}/runs",
@@ -147,19 +108,11 @@ API_ROUTES: tuple[Route, ...] = (
     ),
 )
 
-
-def _bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        ctx = get_context(request)
-        # Authorize before the body is read, so a project the caller may not
-        # see is a 404 whatever the body holds. The service checks again.
-        ctx.require(route.action)
-        return await route.handler(request, ctx)
-
-    handle.__name__ = route.name
-    return handle
+API_ROUTES: tuple[Route, ...] = (
+    INGEST_ROUTES + report_api.ROUTES + trend_api.ROUTES + account_api.ROUTES
+)
 
 
 def add_api_routes(app: web.Application) -> None:
     for route in API_ROUTES:
-        app.router.add_route(route.method, route.path, _bind(route), name=route.name)
+        app.router.add_route(route.method, route.path, bind(route), name=route.name)
