@@ -18,6 +18,14 @@ PATH_PARAM_DOCS = {
     "key": "Project key, such as WEB.",
     "run": "Run id (a UUID).",
     "case": "Test case id (a UUID).",
+    "number": "Token number within its owner.",
+}
+FORMAT_PARAM = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "json (the default) or csv for the same rows as text/csv.",
+    "schema": {"enum": ["json", "csv"], "default": "json"},
 }
 ERROR_STATUSES = {
     400: "Malformed JSON.",
@@ -42,10 +50,10 @@ def _models() -> list[type[BaseModel]]:
 def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in (route.status, *route.extra_statuses):
-        responses[str(status)] = {
-            "description": "Success.",
-            "content": {"application/json": {"schema": {"$ref": _ref(route.response)}}},
-        }
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": _ref(route.response)}}}
+        if route.csv:
+            content["text/csv"] = {"schema": {"type": "string"}}
+        responses[str(status)] = {"description": "Success.", "content": content}
     for status, description in ERROR_STATUSES.items():
         if route.request is None and status in (400, 413, 415):
             continue
@@ -90,6 +98,8 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
         }
         for q in route.query
     ]
+    if route.csv and not any(q.name == "format" for q in route.query):
+        parameters.append(FORMAT_PARAM)
     return parameters
 
 
@@ -119,7 +129,11 @@ def build_openapi() -> dict[str, Any]:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "A project API token made by 'testoqa-server create-token'.",
+                    "description": (
+                        "A project API token (from 'testoqa-server create-token' or a "
+                        "project's settings page) or a personal access token; pages and "
+                        "GET routes also accept a signed-in session cookie."
+                    ),
                 }
             },
         },
