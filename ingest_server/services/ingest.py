@@ -12,6 +12,7 @@ from ingest_server import schemas
 from ingest_server.db.engine import Database
 from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import executions as execution_repo
+from ingest_server.repositories import results as result_repo
 from ingest_server.services.authz import Action
 from ingest_server.services.clock import utcnow
 from ingest_server.services.context import RequestContext
@@ -124,7 +125,7 @@ class IngestService:
         inserted: set[uuid.UUID] = set()
         now = utcnow()
         async with self._db.write() as session:
-            await load_run(session, project, run_id)
+            run = await load_run(session, project, run_id)
             if sorted_items.valid:
                 keys = {e.case_key: e.node_id for e in sorted_items.valid}
                 case_ids = await case_repo.ensure_cases(session, project.id, keys, now=now)
@@ -133,6 +134,10 @@ class IngestService:
                     for e in sorted_items.valid
                 ]
                 inserted = await execution_repo.insert_new(session, project.id, rows)
+            if inserted and run.status != "running":
+                # Late executions of a settled run (a spool uploaded afterwards)
+                # change its materialized summary.
+                await result_repo.summarize_run(session, project.id, run_id, now=now)
         duplicate = len(sorted_items.valid) - len(inserted) + sorted_items.repeated_in_batch
         return schemas.BatchResult(
             accepted=len(inserted),

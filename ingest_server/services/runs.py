@@ -13,6 +13,7 @@ from ingest_server.db.engine import Database
 from ingest_server.db.models import RunSession, TestRun
 from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import executions as execution_repo
+from ingest_server.repositories import results as result_repo
 from ingest_server.repositories import runs as run_repo
 from ingest_server.repositories.base import AlreadyExists
 from ingest_server.services.authz import Action
@@ -89,6 +90,10 @@ class RunService:
                     await self._add_session(session, project_id, run, body)
                     return run, True
             await self._add_session(session, project_id, run, body)
+            if run.status != "running":
+                # A settled run that a new shard joins is running again, and a
+                # running run has no summary until it settles once more.
+                await result_repo.delete_summary(session, project_id, run.id)
             self._merge_shard(run, body)
             return run, False
         run = await run_repo.insert_run(session, project_id, **self._run_values(body))
@@ -150,10 +155,13 @@ class RunService:
                 details=[FieldError("cases", "each key at most once per request")],
             )
         async with self._db.write() as session:
-            await load_run(session, project, run_id)
+            run = await load_run(session, project, run_id)
             rows = [case.model_dump() for case in body.cases]
             ids, created = await case_repo.upsert_cases(session, project.id, rows, now=utcnow())
             await case_repo.link_run_cases(session, project.id, run_id, list(ids.values()))
+            if run.status != "running":
+                # Newly collected cases of a settled run change its not-run count.
+                await result_repo.summarize_run(session, project.id, run_id, now=utcnow())
         return schemas.CasesUpserted(received=len(rows), created=created)
 
     async def finish(
@@ -171,6 +179,8 @@ class RunService:
                 run_session.exit_status = body.exit_status
             self._settle_status(run, run_sessions)
             await session.flush()
+            if run.status != "running":
+                await result_repo.summarize_run(session, project.id, run_id, now=utcnow())
         return await self.get(ctx, run_id)
 
     @staticmethod
