@@ -12,6 +12,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,109 @@ async def tenant_a(services: Services) -> Tenant:
 @pytest.fixture
 async def tenant_b(services: Services) -> Tenant:
     return await make_tenant(services, "BRAVO")
+
+
+SIGN_IN_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Member:
+    """A user signed in through ``POST /login``; the client that signed in carries the cookie.
+
+    State-changing requests of the session need its CSRF token: pages take
+    ``member.form(field=value)`` as form data, JSON routes take
+    ``headers=member.csrf_header``.
+    """
+
+    user_id: int
+    email: str
+    password: str
+    role: str | None
+    csrf_token: str
+
+    def form(self, **fields: str) -> dict[str, str]:
+        return {"csrf_token": self.csrf_token, **fields}
+
+    @property
+    def csrf_header(self) -> dict[str, str]:
+        return {"X-CSRF-Token": self.csrf_token}
+
+
+class _HiddenInputs(HTMLParser):
+    """Collect the values of named <input> elements of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        name = attributes.get("name")
+        if tag == "input" and name:
+            self.values.setdefault(name, []).append(attributes.get("value") or "")
+
+
+def input_values(html: str, name: str) -> list[str]:
+    """Return the values of every <input name=name> of an HTML page, in order."""
+    parser = _HiddenInputs()
+    parser.feed(html)
+    return parser.values.get(name, [])
+
+
+async def create_member(
+    services: Services,
+    tenant: Tenant | None,
+    role: str | None = "viewer",
+    *,
+    email: str | None = None,
+    password: str = SIGN_IN_PASSWORD,
+) -> tuple[int, str]:
+    """Create a user, with role on tenant unless tenant is None; return (user id, email)."""
+    operator = RequestContext(request_id="test", principal=OPERATOR)
+    email = email or f"{role or 'user'}.{uuid.uuid4().hex[:10]}@example.com"
+    user_id = await services.admin.create_user(operator, email, password)
+    if tenant is not None and role is not None:
+        scope = await services.auth.resolve_scope(OPERATOR, tenant.key)
+        ctx = RequestContext(
+            request_id="test", principal=OPERATOR, project_key=tenant.key, project=scope
+        )
+        await services.admin.set_member(ctx, email, role)
+    return user_id, email
+
+
+async def sign_in(
+    client: TestClient[Any, Any],
+    services: Services,
+    tenant: Tenant | None,
+    role: str | None = "viewer",
+) -> Member:
+    """Create a user with role on tenant and sign client in as that user.
+
+    Pass tenant=None for a user without memberships. Signing in again on
+    the same client replaces the previous session.
+
+    Example::
+
+        member = await sign_in(client, services, tenant_a, role="admin")
+        response = await client.post("/account/tokens", data=member.form(name="ci"))
+    """
+    user_id, email = await create_member(services, tenant, role)
+    return await sign_in_as(client, user_id, email, SIGN_IN_PASSWORD, role)
+
+
+async def sign_in_as(
+    client: TestClient[Any, Any], user_id: int, email: str, password: str, role: str | None
+) -> Member:
+    """Sign client in through the sign-in form as an existing user."""
+    response = await client.get("/login")
+    assert response.status == 200, await response.text()
+    [login_token] = input_values(await response.text(), "csrf_token")
+    form = {"email": email, "password": password, "csrf_token": login_token}
+    response = await client.post("/login", data=form, allow_redirects=False)
+    assert response.status == 303, await response.text()
+
+    response = await client.get("/account")
+    assert response.status == 200, await response.text()
+    tokens = set(input_values(await response.text(), "csrf_token"))
+    assert len(tokens) == 1, f"expected one CSRF token on /account, found {tokens}"
+    return Member(user_id, email, password, role, tokens.pop())

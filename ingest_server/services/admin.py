@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.engine import Database
 from ingest_server.db.models import INSTANCE_PROJECT_ID
+from ingest_server.repositories import accounts as account_repo
 from ingest_server.repositories import audit as audit_repo
 from ingest_server.repositories import projects as project_repo
 from ingest_server.repositories import tokens as token_repo
@@ -18,8 +19,14 @@ from ingest_server.repositories.base import AlreadyExists
 from ingest_server.services.auth import IssuedToken, new_token_secret
 from ingest_server.services.authz import TOKEN_ROLES, Action, Role, parse_role
 from ingest_server.services.clock import utcnow
-from ingest_server.services.context import RequestContext
-from ingest_server.services.errors import Conflict, FieldError, InvalidInput, NotFound
+from ingest_server.services.context import ProjectScope, RequestContext
+from ingest_server.services.errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 
 PROJECT_KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,19}$")
 PROJECT_KEY_RULE = "2 to 20 characters: uppercase letters, digits and '_', starting with a letter"
@@ -33,6 +40,10 @@ MAX_TOKEN_NAME_LENGTH = 100
 _password_hasher = argon2.PasswordHasher()
 
 
+class UnknownUser(NotFound):
+    """No user has the email address given for a membership."""
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     token_id: str
@@ -40,6 +51,27 @@ class TokenInfo:
     role: str
     created_at: str
     revoked_at: str | None
+    number: int = 0
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    user_id: int
+    email: str
+    role: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class SettingsOverview:
+    """What the project settings page shows, with what the caller may change."""
+
+    project_key: str
+    project_name: str
+    members: list[MemberInfo]
+    tokens: list[TokenInfo]
+    can_manage_members: bool
+    can_manage_tokens: bool
 
 
 def validate_project_key(key: str) -> str:
@@ -70,6 +102,18 @@ def _check_name(value: str, field: str, limit: int) -> str:
             details=[FieldError(field, f"1 to {limit} characters")],
         )
     return value
+
+
+def _require_any(ctx: RequestContext, *actions: Action) -> ProjectScope:
+    """Return the project if the principal may perform at least one of actions on it."""
+    denied: PermissionDenied | None = None
+    for action in actions:
+        try:
+            return ctx.require(action)
+        except PermissionDenied as exc:
+            denied = denied or exc
+    assert denied is not None  # actions is never empty
+    raise denied
 
 
 def _require_operator(ctx: RequestContext, operation: str) -> None:
@@ -118,19 +162,70 @@ class AdminService:
         return user.id
 
     async def set_member(self, ctx: RequestContext, email: str, role_name: str) -> Role:
+        """Give the user with email a role on the project, adding the membership if needed."""
         project = ctx.require(Action.MANAGE_MEMBERS)
         role = self._parse_role(role_name, tuple(Role))
         now = utcnow()
         async with self._db.write() as session:
             user = await project_repo.get_user_by_email(session, email.strip().lower())
             if user is None:
-                raise NotFound(f"user {email!r} not found: create it with create-user first")
+                raise UnknownUser(
+                    f"user {email[:100]!r} not found: the server's operator creates users "
+                    "with create-user"
+                )
+            if role is not Role.ADMIN:
+                await self._keep_an_admin(session, project, user.id, "demote")
             _, previous = await project_repo.set_membership(
                 session, project.id, user_id=user.id, role=role.value, now=now
             )
             details = {"role": role.value, "previous_role": previous}
             await self._audit(session, ctx, project.id, "membership.set", user.email, details)
         return role
+
+    async def remove_member(self, ctx: RequestContext, user_id: int) -> str:
+        """Remove a user's membership; return the user's email."""
+        project = ctx.require(Action.MANAGE_MEMBERS)
+        async with self._db.write() as session:
+            user = await account_repo.get_user(session, user_id)
+            membership = await project_repo.get_membership(session, project.id, user_id)
+            if user is None or membership is None:
+                raise NotFound(f"member {user_id} not found in project {project.key!r}")
+            await self._keep_an_admin(session, project, user_id, "remove")
+            await account_repo.delete_membership(session, project.id, user_id)
+            details = {"previous_role": membership.role}
+            await self._audit(session, ctx, project.id, "membership.remove", user.email, details)
+        return user.email
+
+    @staticmethod
+    async def _keep_an_admin(
+        session: AsyncSession, project: ProjectScope, user_id: int, change: str
+    ) -> None:
+        """Raise Conflict if the change would leave the project without an admin."""
+        admins = await account_repo.lock_admins(session, project.id)
+        if admins == [user_id]:
+            raise Conflict(
+                f"cannot {change} the last admin of project {project.key!r}: "
+                "make another member admin first"
+            )
+
+    async def list_members(self, ctx: RequestContext) -> list[MemberInfo]:
+        project = _require_any(ctx, Action.MANAGE_MEMBERS, Action.MANAGE_TOKENS)
+        async with self._db.read() as session:
+            rows = await account_repo.list_members(session, project.id)
+        return [MemberInfo(row.user_id, row.email, row.role, row.disabled) for row in rows]
+
+    async def settings_overview(self, ctx: RequestContext) -> SettingsOverview:
+        """Return the members and tokens of the project, for maintainers and admins."""
+        project = _require_any(ctx, Action.MANAGE_MEMBERS, Action.MANAGE_TOKENS)
+        can_manage_tokens = Action.MANAGE_TOKENS in project.actions
+        return SettingsOverview(
+            project_key=project.key,
+            project_name=project.name,
+            members=await self.list_members(ctx),
+            tokens=await self.list_tokens(ctx) if can_manage_tokens else [],
+            can_manage_members=Action.MANAGE_MEMBERS in project.actions,
+            can_manage_tokens=can_manage_tokens,
+        )
 
     async def create_token(self, ctx: RequestContext, name: str, role_name: str) -> IssuedToken:
         project = ctx.require(Action.MANAGE_TOKENS)
@@ -193,6 +288,7 @@ class AdminService:
                 revoked_at=token.revoked_at.isoformat(timespec="seconds")
                 if token.revoked_at
                 else None,
+                number=token.number,
             )
             for token in tokens
         ]

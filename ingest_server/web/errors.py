@@ -1,4 +1,4 @@
-"""The one error envelope, and the mapping of every failure onto it."""
+"""The one error envelope, the HTML error page, and the mapping of every failure onto them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,30 @@ from aiohttp import web
 
 from ingest_server.services import errors
 from ingest_server.services.ingest import BatchTooLarge
+from ingest_server.services.sessions import SignInThrottled
+from ingest_server.web.templating import render
+
+# Paths outside the browser pages: they answer with the JSON envelope.
+NON_PAGE_PREFIXES = ("/api/", "/static/")
+NON_PAGE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+STATUS_TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Server error",
+}
 
 STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     BatchTooLarge: 413,
+    SignInThrottled: 429,
     errors.InvalidInput: 422,
     errors.NotFound: 404,
     errors.Unauthenticated: 401,
@@ -33,6 +54,43 @@ class RequestError(errors.ServiceError):
         super().__init__(message, details=details)
         self.status = status
         self.code = code
+
+
+class CsrfRejected(RequestError):
+    """A state-changing request of a session without the session's CSRF token."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "csrf_failed", message)
+
+
+def is_page_path(path: str) -> bool:
+    """Return whether path belongs to the HTML pages rather than the API or system routes."""
+    return not path.startswith(NON_PAGE_PREFIXES) and path not in NON_PAGE_PATHS
+
+
+def retry_after_headers(error: errors.ServiceError) -> dict[str, str] | None:
+    if isinstance(error, SignInThrottled):
+        return {"Retry-After": str(error.retry_after)}
+    return None
+
+
+def error_page(
+    request: web.Request,
+    status: int,
+    message: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """Render the HTML error page; pages show it where the API returns the envelope."""
+    context = {
+        "status": status,
+        "title": STATUS_TITLES.get(status, "Error"),
+        "message": message,
+        "request_id": request_id,
+    }
+    response = render(request, "error.html", context, status=status)
+    response.headers.update(headers or {})
+    return response
 
 
 def status_for(error: errors.ServiceError) -> int:
@@ -77,14 +135,21 @@ HTTP_ERROR_CODES = {
 }
 
 
-def from_http_exception(exc: web.HTTPException, request_id: str) -> web.Response:
+def from_http_exception(
+    exc: web.HTTPException, request_id: str, page_request: web.Request | None = None
+) -> web.Response:
+    """Map an aiohttp HTTP error to the envelope, or to the error page when page_request is set."""
     code = HTTP_ERROR_CODES.get(exc.status, "http_error")
     message = exc.reason
     if exc.status == 404:
         message = "no such route: see /api/v1/openapi.json for the API's routes"
+        if page_request is not None:
+            message = "no such page: check the address, or start from your projects"
     elif exc.status == 405:
         message = f"method not allowed: use {exc.headers.get('Allow', 'another method')}"
     elif exc.status == 413:
         message = exc.text or "request body too large"
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    if page_request is not None:
+        return error_page(page_request, exc.status, message, request_id, headers)
     return error_response(exc.status, code, message, request_id, headers=headers)

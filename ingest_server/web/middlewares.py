@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import time
 import uuid
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -12,8 +15,17 @@ from aiohttp.typedefs import Handler
 from ingest_server.logs import access_logger, request_fields, server_logger
 from ingest_server.services.auth import parse_bearer
 from ingest_server.services.context import ANONYMOUS, Principal, RequestContext
-from ingest_server.services.errors import ServiceError, Unauthenticated
-from ingest_server.web.errors import error_response, from_http_exception, status_for
+from ingest_server.services.errors import NotFound, ServiceError, Unauthenticated
+from ingest_server.services.sessions import SESSION_LIFETIME
+from ingest_server.web.errors import (
+    CsrfRejected,
+    error_page,
+    error_response,
+    from_http_exception,
+    is_page_path,
+    retry_after_headers,
+    status_for,
+)
 from ingest_server.web.keys import (
     AUTH_FAILURES_KEY,
     LOG_FIELDS_KEY,
@@ -26,6 +38,19 @@ from ingest_server.web.keys import (
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+SESSION_COOKIE = "testoqa_session"
+# The sign-in form has no session yet, so it carries a double-submit token:
+# the form field must equal this cookie, which other sites cannot read or set.
+LOGIN_CSRF_COOKIE = "testoqa_login_csrf"
+LOGIN_PATH = "/login"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Routes that need no caller at all; a bad Authorization header is ignored there.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+DEFAULT_NEXT = "/projects"
+MAX_NEXT_LENGTH = 2_000
 
 
 def request_id_for(request: web.Request) -> str:
@@ -59,24 +84,27 @@ async def boundary_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    page = is_page_path(request.path)
     try:
         return await handler(request)
     except ServiceError as exc:
-        return error_response(status_for(exc), exc.code, exc.message, request_id, exc.details)
+        status = status_for(exc)
+        headers = retry_after_headers(exc)
+        if page:
+            return error_page(request, status, exc.message, request_id, headers)
+        return error_response(status, exc.code, exc.message, request_id, exc.details, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return from_http_exception(exc, request_id)
+        return from_http_exception(exc, request_id, request if page else None)
     except Exception:
         server_logger.exception(
             "unexpected error while handling %s %s", request.method, request.path
         )
-        return error_response(
-            500,
-            "internal_error",
-            f"internal server error; quote request id {request_id}",
-            request_id,
-        )
+        message = f"internal server error; quote request id {request_id}"
+        if page:
+            return error_page(request, 500, message, request_id)
+        return error_response(500, "internal_error", message, request_id)
 
 
 def _observe(
@@ -101,29 +129,81 @@ def _observe(
     )
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, and how: only session callers need a CSRF token."""
+
+    principal: Principal
+    csrf_token: str | None = None
+    # True when the request carried a session cookie that is unknown or has ended.
+    stale_cookie: bool = False
+
+
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve who is calling and on which project before any handler runs."""
+    """Resolve who is calling and on which project before any handler runs.
+
+    Page routes send signed-out visitors to the sign-in page, and every
+    state-changing request authenticated by the session cookie must carry
+    the session's CSRF token.
+    """
     services = request.app[SERVICES_KEY]
     project_key = request.match_info.get("key")
-    principal = ANONYMOUS
-    if project_key is not None:
-        principal = await _authenticate(request)
+    caller = await _identify(request)
     scope = None
     if project_key is not None:
-        scope = await services.auth.resolve_scope(principal, project_key)
+        scope = await services.auth.resolve_scope(caller.principal, project_key)
     ctx = RequestContext(
         request_id=get_request_id(request),
-        principal=principal,
+        principal=caller.principal,
         project_key=project_key,
         project=scope,
         base_url=services.settings.public_url or f"{request.scheme}://{request.host}",
+        csrf_token=caller.csrf_token,
     )
     fields = ctx.log_fields()
     request[LOG_FIELDS_KEY] = fields
     request_fields.set(tuple(fields.items()))
     set_context(request, ctx)
+
+    response = await _guard(request, handler, ctx, caller)
+    if caller.stale_cookie and not response.prepared:
+        clear_session_cookie(response)
+    return response
+
+
+async def _guard(
+    request: web.Request, handler: Handler, ctx: RequestContext, caller: Caller
+) -> web.StreamResponse:
+    matched = request.match_info.http_exception is None
+    page = matched and is_page_path(request.path)
+    if page and ctx.principal.kind == "anonymous" and request.path != LOGIN_PATH:
+        return redirect_to_login(request)
+    if request.method not in SAFE_METHODS:
+        if request.path == LOGIN_PATH:
+            await _check_login_csrf(request)
+        elif caller.csrf_token is not None:
+            await _check_session_csrf(request, caller.csrf_token)
+    if page and ctx.project_key is not None and ctx.project is None:
+        raise NotFound(f"project {ctx.project_key!r} not found")
     return await handler(request)
+
+
+async def _identify(request: web.Request) -> Caller:
+    """Return the caller: a Bearer token first, else the session cookie, else anonymous."""
+    if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+        return Caller(ANONYMOUS)
+    if "Authorization" in request.headers:
+        return Caller(await _authenticate(request))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        found = await request.app[SERVICES_KEY].sessions.authenticate(cookie)
+        if found is not None:
+            return Caller(found.principal, found.csrf_token)
+    if request.path.startswith("/api/") and request.match_info.get("key") is not None:
+        # API routes of a project keep answering 401 without credentials.
+        await _authenticate(request)
+    return Caller(ANONYMOUS, stale_cookie=bool(cookie))
 
 
 async def _authenticate(request: web.Request) -> Principal:
@@ -141,3 +221,87 @@ async def _authenticate(request: web.Request) -> Principal:
             exc.message,
         )
         raise
+
+
+async def submitted_csrf_token(request: web.Request) -> str:
+    """Return the CSRF token of a request: the X-CSRF-Token header, else the form field."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _tokens_match(submitted: str, expected: str) -> bool:
+    return bool(submitted) and hmac.compare_digest(submitted.encode(), expected.encode())
+
+
+async def _check_session_csrf(request: web.Request, expected: str) -> None:
+    if not _tokens_match(await submitted_csrf_token(request), expected):
+        raise CsrfRejected(
+            "missing or invalid CSRF token: reload the page and submit the form again "
+            f"(API clients send the session's token in the {CSRF_HEADER} header)"
+        )
+
+
+async def _check_login_csrf(request: web.Request) -> None:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not _tokens_match(await submitted_csrf_token(request), expected):
+        raise CsrfRejected(
+            "missing or invalid CSRF token on the sign-in form: reload the sign-in page "
+            "(with cookies enabled) and sign in again"
+        )
+
+
+def safe_next(value: str | None) -> str:
+    """Return value if it is a path on this server, else the default landing page.
+
+    Rejects anything a browser could resolve to another host: scheme or
+    authority (``https://x``, ``//x``), backslashes (``/\\x``), control
+    characters, and the sign-in page itself.
+    """
+    if not value or len(value) > MAX_NEXT_LENGTH:
+        return DEFAULT_NEXT
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return DEFAULT_NEXT
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return DEFAULT_NEXT
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path.startswith(LOGIN_PATH):
+        return DEFAULT_NEXT
+    return value
+
+
+def redirect_to_login(request: web.Request) -> web.Response:
+    """Return a 303 to the sign-in page that leads back to this page afterwards."""
+    location = LOGIN_PATH
+    if request.method in ("GET", "HEAD"):
+        location = f"{LOGIN_PATH}?next={quote(request.path_qs, safe='/')}"
+    return web.Response(status=303, headers={"Location": location})
+
+
+def cookies_secure(request: web.Request) -> bool:
+    """Return whether cookies get the Secure attribute: served or published over HTTPS."""
+    public_url = request.app[SERVICES_KEY].settings.public_url or ""
+    return request.secure or public_url.lower().startswith("https://")
+
+
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, cookie_value: str
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie_value,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=cookies_secure(request),
+    )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")
