@@ -5,6 +5,7 @@ from __future__ import annotations
 from ingest_server.config import Settings
 from ingest_server.db.engine import Database
 from ingest_server.db.migrate import SchemaState, schema_state
+from ingest_server.db.notify import create_bus
 from ingest_server.services.admin import AdminService
 from ingest_server.services.auth import AuthService
 from ingest_server.services.ingest import IngestService
@@ -24,13 +25,22 @@ class Services:
         self.database = database or Database(settings.database_url, pool_size=settings.pool_size)
         self.auth = AuthService(self.database)
         self.admin = AdminService(self.database)
-        self.runs = RunService(self.database)
-        self.ingest = IngestService(self.database, max_batch_items=settings.max_batch_items)
+        # Run events for live pages: LISTEN/NOTIFY on PostgreSQL, memory on SQLite.
+        self.bus = create_bus(self.database)
+        self.runs = RunService(self.database, events=self.bus)
+        self.ingest = IngestService(
+            self.database, max_batch_items=settings.max_batch_items, events=self.bus
+        )
         self.sessions = SessionService(self.database)
         self.summaries = SummaryService(self.database)
         self.reports = ReportService(self.database)
         self.trends = TrendService(self.database)
-        self.live = LiveService(self.database)
+        self.live = LiveService(
+            self.database,
+            self.bus,
+            interval=settings.live_interval,
+            max_streams=settings.max_live_streams,
+        )
 
     async def schema_state(self) -> SchemaState:
         return await schema_state(self.database)
@@ -39,4 +49,5 @@ class Services:
         return self.database.pool_status()
 
     async def close(self) -> None:
+        await self.live.close()
         await self.database.dispose()

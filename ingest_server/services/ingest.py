@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ingest_server import schemas
 from ingest_server.db.engine import Database
+from ingest_server.db.notify import EventBus
 from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import executions as execution_repo
 from ingest_server.repositories import results as result_repo
@@ -102,9 +103,13 @@ def _row(execution: schemas.ExecutionIn, run_id: uuid.UUID, case_id: uuid.UUID) 
 
 
 class IngestService:
-    def __init__(self, database: Database, *, max_batch_items: int) -> None:
+    def __init__(
+        self, database: Database, *, max_batch_items: int, events: EventBus | None = None
+    ) -> None:
         self._db = database
         self.max_batch_items = max_batch_items
+        # Told after each committed batch, so live pages of the run update.
+        self._events = events
 
     async def ingest(
         self, ctx: RequestContext, run_id: uuid.UUID, items: list[Any]
@@ -138,6 +143,8 @@ class IngestService:
                 # Late executions of a settled run (a spool uploaded afterwards)
                 # change its materialized summary.
                 await result_repo.summarize_run(session, project.id, run_id, now=now)
+        if inserted and self._events is not None:
+            await self._events.publish(project.id, run_id, "executions")
         duplicate = len(sorted_items.valid) - len(inserted) + sorted_items.repeated_in_batch
         return schemas.BatchResult(
             accepted=len(inserted),

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ingest_server import schemas
 from ingest_server.db.engine import Database
 from ingest_server.db.models import RunSession, TestRun
+from ingest_server.db.notify import EventBus
 from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import executions as execution_repo
 from ingest_server.repositories import results as result_repo
@@ -38,8 +39,10 @@ async def load_run(session: AsyncSession, project: ProjectScope, run_id: uuid.UU
 
 
 class RunService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, events: EventBus | None = None) -> None:
         self._db = database
+        # Told after collected cases and finish requests commit, for live pages.
+        self._events = events
 
     # --- writes -------------------------------------------------------------
 
@@ -162,6 +165,8 @@ class RunService:
             if run.status != "running":
                 # Newly collected cases of a settled run change its not-run count.
                 await result_repo.summarize_run(session, project.id, run_id, now=utcnow())
+        if self._events is not None:
+            await self._events.publish(project.id, run_id, "cases")
         return schemas.CasesUpserted(received=len(rows), created=created)
 
     async def finish(
@@ -181,6 +186,8 @@ class RunService:
             await session.flush()
             if run.status != "running":
                 await result_repo.summarize_run(session, project.id, run_id, now=utcnow())
+        if self._events is not None:
+            await self._events.publish(project.id, run_id, "finished")
         return await self.get(ctx, run_id)
 
     @staticmethod

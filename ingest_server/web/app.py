@@ -34,6 +34,7 @@ def create_app(services: Services) -> web.Application:
     pages_trends.add_routes(app)
     live.add_routes(app)
     app.cleanup_ctx.append(_database_lifecycle)
+    app.cleanup_ctx.append(_live_lifecycle)
     return app
 
 
@@ -42,3 +43,12 @@ async def _database_lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[SERVICES_KEY].close()
     server_logger.info("database connections closed")
+
+
+async def _live_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    # Listening for run events starts before the first request, so a live
+    # page never misses the events of a change made after it connected.
+    live_service = app[SERVICES_KEY].live
+    await live_service.start()
+    yield
+    await live_service.close()
