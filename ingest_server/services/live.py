@@ -171,8 +171,8 @@ class LiveService:
         project = ctx.require(Action.READ_RESULTS)
         if self._streams >= self.max_streams:
             raise TooManyStreams(
-                f"this server process already serves {self.max_streams} live streams, "
-                "its limit: reload the page later"
+                f"too many live streams: this server process serves at most "
+                f"{self.max_streams} at once; reload the page later"
             )
         # Counted before the first await, so concurrent requests cannot pass the limit.
         self._streams += 1
