@@ -167,7 +167,9 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     set_context(request, ctx)
 
     response = await _guard(request, handler, ctx, caller)
-    if caller.stale_cookie and not response.prepared:
+    # An unknown or ended session's cookie is cleared, unless the handler
+    # has just issued a new one (signing in over a stale cookie).
+    if caller.stale_cookie and not response.prepared and SESSION_COOKIE not in response.cookies:
         clear_session_cookie(response)
     return response
 

@@ -284,21 +284,21 @@ def add_routes(app: web.Application) -> None:
     router.add_post(LOGIN_PATH, login, name="login")
     router.add_post("/logout", logout, name="logout")
     router.add_get("/account", account, name="account")
-    router.add_post("/account/tokens", create_personal_token, name="create_personal_token")
+    router.add_post("/account/tokens", create_personal_token, name="account_token_create")
     router.add_post(
         "/account/tokens/{number}/revoke",
         revoke_personal_token,
-        name="revoke_personal_token",
+        name="account_token_revoke",
     )
     settings_path = "/projects/{key}/settings"
     router.add_get(settings_path, settings, name="settings")
-    router.add_post(f"{settings_path}/tokens", create_project_token, name="create_project_token")
+    router.add_post(f"{settings_path}/tokens", create_project_token, name="settings_token_create")
     router.add_post(
         f"{settings_path}/tokens/{{number}}/revoke",
         revoke_project_token,
-        name="revoke_project_token",
+        name="settings_token_revoke",
     )
-    router.add_post(f"{settings_path}/members", set_member, name="set_member")
+    router.add_post(f"{settings_path}/members", set_member, name="settings_member_set")
     router.add_post(
-        f"{settings_path}/members/{{user_id}}/remove", remove_member, name="remove_member"
+        f"{settings_path}/members/{{user_id}}/remove", remove_member, name="settings_member_remove"
     )
