@@ -120,6 +120,8 @@ class Reporter:
     ) -> str:
         """Report a whole run: start, collect, send and, unless settle is None, finish."""
         ci = {"branch": branch, "commit": fields.pop("commit", "abc1234def")}
+        if "build_url" in fields:
+            ci["build_url"] = fields.pop("build_url")
         run_id = await self.start(started=started, ci=ci, **fields)
         if collected:
             await self.collect(run_id, collected)

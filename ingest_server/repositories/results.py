@@ -183,30 +183,55 @@ async def delete_summary(session: AsyncSession, project_id: int, run_id: uuid.UU
     )
 
 
+async def compute_results(session: AsyncSession, run: TestRun) -> list[dict[str, Any]]:
+    """Return the run's result rows, as dicts of RunResult columns, from its executions.
+
+    The last attempt of each case decides its outcome; a collected case
+    without executions is ``not_run``.
+    """
+    project_id = run.project_id
+    cases = final_attempts(await _attempt_rows(session, project_id, run.id))
+    failing = [state.final.id for state in cases.values() if state.final.outcome in FAILING]
+    texts = await _failure_texts(session, project_id, failing)
+    collected = await _collected_case_ids(session, project_id, run.id)
+    not_run = [case_id for case_id in collected if case_id not in cases]
+    return _result_rows(run, cases, texts, not_run)
+
+
 async def summarize_run(
     session: AsyncSession, project_id: int, run_id: uuid.UUID, *, now: dt.datetime | None = None
 ) -> None:
     """Rebuild the run's summary row and result rows from its executions and collected cases.
 
-    The last attempt of each case decides its outcome; a collected case
-    without executions is ``not_run``. Runs inside the caller's transaction,
-    so readers see either the old rows or the new ones.
+    Runs inside the caller's transaction, so readers see either the old rows
+    or the new ones.
     """
     run = await session.get(TestRun, (project_id, run_id))
     if run is None:
         raise LookupError(f"run {run_id} not found in project {project_id}")
-    cases = final_attempts(await _attempt_rows(session, project_id, run_id))
-    failing = [state.final.id for state in cases.values() if state.final.outcome in FAILING]
-    texts = await _failure_texts(session, project_id, failing)
-    collected = await _collected_case_ids(session, project_id, run_id)
-    not_run = [case_id for case_id in collected if case_id not in cases]
-    rows = _result_rows(run, cases, texts, not_run)
+    rows = await compute_results(session, run)
     summarized_at = now or dt.datetime.now(dt.UTC)
 
     await delete_summary(session, project_id, run_id)
     for row_chunk in chunks(rows):
         await session.execute(insert(RunResult), list(row_chunk))
     await session.execute(insert(RunSummary), [_summary_row(run, rows, summarized_at)])
+
+
+async def run_results(session: AsyncSession, run: TestRun) -> list[dict[str, Any]]:
+    """Return the run's result rows: stored ones once it is summarized, else computed.
+
+    A running run, or a settled run summarized by no one yet, is computed
+    from its executions.
+    """
+    if run.status == "running" or await get_summary(session, run.project_id, run.id) is None:
+        return await compute_results(session, run)
+    result = await session.execute(
+        select(RunResult.__table__).where(
+            RunResult.project_id == run.project_id, RunResult.run_id == run.id
+        )
+    )
+    return [dict(row) for row in result.mappings().all()]
 
 
 async def get_summary(

@@ -91,14 +91,29 @@ async def list_runs(
     limit: int,
     branch: str | None = None,
     status: str | None = None,
+    text: str | None = None,
     before: tuple[dt.datetime, uuid.UUID] | None = None,
 ) -> Sequence[TestRun]:
-    """Return runs newest first, continuing after the ``before`` position."""
+    """Return runs newest first, continuing after the ``before`` position.
+
+    text matches a substring of the name, run key, branch or commit,
+    ignoring case.
+    """
     query = select(TestRun).where(TestRun.project_id == project_id)
     if branch is not None:
         query = query.where(TestRun.branch == branch)
     if status is not None:
         query = query.where(TestRun.status == status)
+    if text:
+        pattern = f"%{_escape_like(text)}%"
+        query = query.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (TestRun.name, TestRun.run_key, TestRun.branch, TestRun.commit)
+                )
+            )
+        )
     if before is not None:
         started_at, run_id = before
         query = query.where(
@@ -110,6 +125,11 @@ async def list_runs(
     query = query.order_by(TestRun.started_at.desc(), TestRun.id.desc()).limit(limit)
     result = await session.execute(query)
     return result.scalars().all()
+
+
+def _escape_like(text: str) -> str:
+    """Escape LIKE wildcards so the text matches literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _final_attempts(project_id: int, run_ids: Sequence[uuid.UUID]) -> Any:

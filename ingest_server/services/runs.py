@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server import schemas
 from ingest_server.db.engine import Database
-from ingest_server.db.models import RunSession, TestRun
+from ingest_server.db.models import RunSession, RunSummary, TestRun
 from ingest_server.db.notify import EventBus
 from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import executions as execution_repo
@@ -245,26 +246,24 @@ class RunService:
         status: str | None,
         limit: int,
         cursor: str | None,
+        text: str | None = None,
     ) -> schemas.RunPage:
         project = ctx.require(Action.READ_RESULTS)
-        check_limit(limit)
-        if status is not None and status not in RUN_STATUSES:
-            raise InvalidInput(
-                f"invalid status {status[:50]!r}: use one of {', '.join(RUN_STATUSES)}",
-                details=[FieldError("status", f"one of {', '.join(RUN_STATUSES)}")],
-            )
-        before = decode_cursor(cursor)
         async with self._db.read() as session:
-            runs = await run_repo.list_runs(
-                session, project.id, limit=limit + 1, branch=branch, status=status, before=before
+            page = await list_run_page(
+                session,
+                project.id,
+                branch=branch,
+                status=status,
+                text=text,
+                limit=limit,
+                cursor=cursor,
             )
-            page = list(runs[:limit])
-            totals = await run_repo.totals_by_run(session, project.id, [run.id for run in page])
-        next_cursor = None
-        if len(runs) > limit:
-            next_cursor = encode_cursor(page[-1].started_at, page[-1].id)
-        items = [self._run_out(ctx, project, run, totals.get(run.id, {})) for run in page]
-        return schemas.RunPage(items=items, next_cursor=next_cursor)
+        items = [
+            self._run_out(ctx, project, run, _wire_totals(page.totals[run.id]))
+            for run in page.runs
+        ]
+        return schemas.RunPage(items=items, next_cursor=page.next_cursor)
 
     async def list_executions(
         self,
@@ -367,6 +366,74 @@ class RunService:
             totals=schemas.Totals(**totals),
             tests=sum(totals.values()),
         )
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """One page of runs with each run's totals by final outcome, not_run included."""
+
+    runs: list[TestRun]
+    totals: dict[uuid.UUID, dict[str, int]]
+    next_cursor: str | None
+
+
+def check_status(status: str | None) -> str | None:
+    if status is not None and status not in RUN_STATUSES:
+        raise InvalidInput(
+            f"invalid status {status[:50]!r}: use one of {', '.join(RUN_STATUSES)}",
+            details=[FieldError("status", f"one of {', '.join(RUN_STATUSES)}")],
+        )
+    return status
+
+
+async def list_run_page(
+    session: AsyncSession,
+    project_id: int,
+    *,
+    branch: str | None,
+    status: str | None,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+) -> RunListing:
+    """Return a page of runs newest first, after validating the filters.
+
+    Settled runs take their totals from the stored summaries; only running
+    runs are counted from their executions.
+    """
+    check_limit(limit)
+    check_status(status)
+    before = decode_cursor(cursor)
+    runs = await run_repo.list_runs(
+        session,
+        project_id,
+        limit=limit + 1,
+        branch=branch,
+        status=status,
+        text=text,
+        before=before,
+    )
+    page = list(runs[:limit])
+    summaries = await result_repo.summaries_by_run(session, project_id, [run.id for run in page])
+    unsummarized = [run.id for run in page if run.id not in summaries]
+    totals = await run_repo.totals_by_run(session, project_id, unsummarized)
+    for run_id, summary in summaries.items():
+        totals[run_id] = summary_totals(summary)
+    next_cursor = None
+    if len(runs) > limit:
+        next_cursor = encode_cursor(page[-1].started_at, page[-1].id)
+    return RunListing(runs=page, totals=totals, next_cursor=next_cursor)
+
+
+def summary_totals(summary: RunSummary) -> dict[str, int]:
+    """Return a stored summary's counts by outcome, not_run and passed_on_rerun included."""
+    names = (*schemas.OUTCOMES, "not_run", "passed_on_rerun")
+    return {name: getattr(summary, name) for name in names if getattr(summary, name)}
+
+
+def _wire_totals(totals: dict[str, int]) -> dict[str, int]:
+    """Return the counts of executed outcomes, the ones the v1 run models carry."""
+    return {outcome: totals[outcome] for outcome in schemas.OUTCOMES if outcome in totals}
 
 
 def _columns(row: Any, model: type[BaseModel]) -> dict[str, Any]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ingest_server import schemas
+from ingest_server import report_schemas, schemas
 from ingest_server.logs import ingest_logger
 from ingest_server.services.context import RequestContext
-from ingest_server.services.errors import NotFound
+from ingest_server.services.errors import FieldError, NotFound
 from ingest_server.services.pagination import DEFAULT_LIMIT
+from ingest_server.web.errors import RequestError
 from ingest_server.web.keys import METRICS_KEY, SERVICES_KEY
 from ingest_server.web.requests import (
     check_query,
@@ -22,6 +26,10 @@ from ingest_server.web.requests import (
     read_json_body,
     read_json_bytes,
 )
+
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMATS = ("json", "csv")
 
 _valid_batch: TypeAdapter[schemas.ValidExecutionBatch] = TypeAdapter(schemas.ValidExecutionBatch)
 
@@ -39,6 +47,46 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise NotFound(f"{name} {value[:100]!r} not found: {name} ids are UUIDs") from exc
+
+
+def wants_csv(request: web.Request) -> bool:
+    """Return True for ?format=csv; raise a 422 for a format other than json or csv."""
+    value = request.query.get("format", "json")
+    if value not in FORMATS:
+        raise RequestError(
+            422,
+            "validation_error",
+            f"invalid format {value[:50]!r}: use json or csv",
+            details=[FieldError("format", "one of json, csv")],
+        )
+    return value == "csv"
+
+
+def csv_cell(value: object) -> str:
+    """Return value as CSV text that a spreadsheet shows and never evaluates."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def csv_response(
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    filename: str,
+    next_url: str | None = None,
+) -> web.Response:
+    """Return rows as a text/csv attachment; a next page is linked in the Link header."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if next_url is not None:
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return web.Response(
+        text=buffer.getvalue(), content_type="text/csv", charset="utf-8", headers=headers
+    )
 
 
 async def create_run(request: web.Request, ctx: RequestContext) -> web.Response:
@@ -99,13 +147,20 @@ async def finish_run(request: web.Request, ctx: RequestContext) -> web.Response:
 
 
 async def list_runs(request: web.Request, ctx: RequestContext) -> web.Response:
-    check_query(request, ("branch", "status", "limit", "cursor"))
-    page = await request.app[SERVICES_KEY].runs.list(
-        ctx,
-        branch=query_text(request, "branch"),
-        status=query_text(request, "status"),
-        limit=query_int(request, "limit", DEFAULT_LIMIT),
-        cursor=query_text(request, "cursor", 1000),
+    check_query(request, ("branch", "status", "q", "limit", "cursor", "format"))
+    branch = query_text(request, "branch")
+    status = query_text(request, "status")
+    text = query_text(request, "q", 200)
+    limit = query_int(request, "limit", DEFAULT_LIMIT)
+    cursor = query_text(request, "cursor", 1000)
+    services = request.app[SERVICES_KEY]
+    if wants_csv(request):
+        rows = await services.reports.runs(
+            ctx, branch=branch, status=status, text=text, limit=limit, cursor=cursor
+        )
+        return runs_csv(request, rows)
+    page = await services.runs.list(
+        ctx, branch=branch, status=status, text=text, limit=limit, cursor=cursor
     )
     return json_response(page)
 
@@ -139,3 +194,60 @@ async def case_history(request: web.Request, ctx: RequestContext) -> web.Respons
         cursor=query_text(request, "cursor", 1000),
     )
     return json_response(history)
+
+
+RUN_CSV_HEADER = (
+    "id",
+    "name",
+    "run_key",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "branch",
+    "commit",
+    "build_url",
+    "total",
+    "passed",
+    "failed",
+    "error",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "not_run",
+    "passed_on_rerun",
+    "pass_rate",
+)
+
+
+def runs_csv(request: web.Request, page: report_schemas.RunListPage) -> web.Response:
+    """Return a page of the runs list as CSV; the next page's URL is in the Link header."""
+    rows = [
+        (
+            run.id,
+            run.name,
+            run.run_key,
+            run.status,
+            run.started_at.isoformat(),
+            run.finished_at.isoformat() if run.finished_at else None,
+            run.duration,
+            run.ci.branch,
+            run.ci.commit,
+            run.ci.build_url,
+            run.counts.total,
+            run.counts.passed,
+            run.counts.failed,
+            run.counts.error,
+            run.counts.skipped,
+            run.counts.xfailed,
+            run.counts.xpassed,
+            run.counts.not_run,
+            run.counts.passed_on_rerun,
+            run.pass_rate,
+        )
+        for run in page.items
+    ]
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = str(request.rel_url.update_query(cursor=page.next_cursor))
+    return csv_response(RUN_CSV_HEADER, rows, "runs.csv", next_url)

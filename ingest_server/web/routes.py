@@ -37,9 +37,15 @@ INGEST_ROUTES: tuple[Route, ...] = (
                 {"enum": ["running", "finished", "interrupted"]},
                 "Only runs with this status.",
             ),
+            QueryParam(
+                "q",
+                {"type": "string", "maxLength": 200},
+                "Only runs whose name, run key, branch or commit contains this text.",
+            ),
             LIMIT,
             CURSOR,
         ),
+        csv=True,
     ),
     Route(
         "GET",
