@@ -15,7 +15,14 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from ingest_server import __version__
-from ingest_server.config import DEFAULT_MAX_BATCH_ITEMS, DEFAULT_MAX_BODY_BYTES, Settings
+from ingest_server.config import (
+    DEFAULT_MAX_BATCH_ITEMS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_LIVE_STREAMS,
+    DEFAULT_WORKERS,
+    MAX_WORKERS,
+    Settings,
+)
 from ingest_server.db.engine import DEFAULT_DATABASE_URL, DatabaseURLError, validate_database_url
 from ingest_server.db.migrate import upgrade
 from ingest_server.logs import configure_logging, database_logger, server_logger
@@ -25,6 +32,7 @@ from ingest_server.services.container import Services
 from ingest_server.services.context import OPERATOR, RequestContext
 from ingest_server.services.errors import NotFound, ServiceError
 from ingest_server.web.app import create_app
+from ingest_server.workers import WorkersError, serve_workers
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -100,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TESTOQA_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)),
         help="largest request body in bytes (default: $TESTOQA_MAX_BODY_BYTES, "
         f"else {DEFAULT_MAX_BODY_BYTES})",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int("worker count", 1, MAX_WORKERS),
+        default=os.environ.get("TESTOQA_WORKERS", str(DEFAULT_WORKERS)),
+        help=f"server processes sharing the port, 1 to {MAX_WORKERS}; more than 1 needs "
+        "PostgreSQL and Linux (default: $TESTOQA_WORKERS, else "
+        f"{DEFAULT_WORKERS})",
+    )
+    serve.add_argument(
+        "--max-live-streams",
+        type=_positive_int("live stream limit", 1, 100_000),
+        default=os.environ.get("TESTOQA_MAX_LIVE_STREAMS", str(DEFAULT_MAX_LIVE_STREAMS)),
+        help="live run updates each server process streams at once; more get 503 "
+        f"(default: $TESTOQA_MAX_LIVE_STREAMS, else {DEFAULT_MAX_LIVE_STREAMS})",
     )
     serve.add_argument(
         "--public-url",
@@ -325,7 +348,11 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         max_batch_items=args.max_batch_items,
         max_body_bytes=args.max_body_bytes,
         public_url=args.public_url.rstrip("/") if args.public_url else None,
+        workers=args.workers,
+        max_live_streams=args.max_live_streams,
     )
+    if settings.workers > 1:
+        return await _serve_workers(args, settings)
     services = await _open(args, settings)
     runner = web.AppRunner(create_app(services), access_log=None, handle_signals=False)
     await runner.setup()
@@ -335,18 +362,41 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         await runner.cleanup()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
-    _print_banner(runner, args)
+    host, port = runner.addresses[0][:2]
+    _print_banner(host, port, args)
     await _wait_for_stop_signal()
     server_logger.info("stopping")
     await runner.cleanup()
     return EXIT_OK
 
 
-def _print_banner(runner: web.AppRunner, args: argparse.Namespace) -> None:
-    host, port = runner.addresses[0][:2]
+async def _serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        raise CommandError(
+            f"--workers {settings.workers} needs a PostgreSQL database: on SQLite the write "
+            "lock and the live run updates exist once per process, so several processes "
+            "would wait on each other and miss each other's updates; use --workers 1 or a "
+            "postgresql+asyncpg:// database URL"
+        )
+    # The schema is checked once here, before any worker connects.
+    services = await _open(args, settings)
+    await services.close()
+    try:
+        return await serve_workers(
+            settings,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            on_listening=lambda port: _print_banner(args.host, port, args),
+        )
+    except WorkersError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _print_banner(host: str, port: int, args: argparse.Namespace) -> None:
     url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     database = _safe_url(args.database_url)
-    print(f"TestoQA server listening on {url} (database: {database})", flush=True)
+    processes = f", {args.workers} worker processes" if args.workers > 1 else ""
+    print(f"TestoQA server listening on {url} (database: {database}{processes})", flush=True)
     print("Set up a project and a CI token in another terminal:")
     print(f"  testoqa-server create-project DEMO --name 'Demo' --database-url '{database}'")
     print(
