@@ -4,11 +4,11 @@ The parent reserves the port, starts each worker as ``python -m
 ingest_server.workers`` with its settings as one JSON line on standard
 input, and waits until every worker reports that it listens. The kernel
 spreads new connections over the workers' listening sockets. The parent
-forwards SIGTERM and SIGINT to the workers, and stops them all when one
-exits on its own and then exits with status 1: a service manager (systemd,
-Kubernetes) restarts the whole server, instead of it running on fewer
-processes without anyone noticing. A worker stops when the parent's end of
-its standard input closes, so no worker outlives a killed parent.
+forwards SIGTERM and SIGINT to the workers. When one worker exits on its
+own, the parent stops the others and exits with status 1, so a service
+manager (systemd, Kubernetes) restarts the whole server rather than it
+running on fewer processes unnoticed. A worker stops when the parent's end
+of its standard input closes, so no worker outlives a killed parent.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ STOP_TIMEOUT = 70.0
 
 
 class WorkersError(Exception):
-    """The worker processes could not start or keep serving; the message says why."""
+    """The worker processes failed to start or to keep serving; the message gives the cause."""
 
 
 @dataclasses.dataclass

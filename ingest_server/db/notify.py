@@ -1,4 +1,4 @@
-"""The run event bus: tells the server processes that a run changed.
+"""The run event bus: notifies the server processes that a run changed.
 
 An event carries only the project id, the run id and what changed; a
 subscriber reads the run's new state from the database when woken. On
@@ -26,8 +26,8 @@ from ingest_server.logs import database_logger
 CHANNEL = "testoqa_run_events"
 EventKind = Literal["cases", "executions", "finished"]
 EVENT_KINDS: tuple[EventKind, ...] = ("cases", "executions", "finished")
-# Told to every subscriber after the listening connection came back, because
-# events published while it was down were lost.
+# Sent to every subscriber once the listening connection is back, because
+# events published while it was down are lost.
 RECONNECTED = "reconnected"
 
 RECONNECT_FIRST_DELAY = 0.5
@@ -177,7 +177,7 @@ class PostgresBus(EventBus):
         await self._close_connection()
 
     async def publish(self, project_id: int, run_id: uuid.UUID, kind: EventKind) -> None:
-        """Send the event with NOTIFY; a failure is logged, never raised.
+        """Send the event with NOTIFY; a database failure is logged, not raised.
 
         The change the event announces is already committed, so a lost event
         delays a browser's update until the next one; it must not fail the

@@ -1,6 +1,6 @@
 // Live progress of a running run. Follows the run's event stream (see
-// ingest_server/web/live.py) and updates the #live-progress section in place;
-// once the run has settled it reloads the page one time, so the full report
+// ingest_server/web/live.py) and updates the #live-progress section in place.
+// Once the run has settled it reloads the page one time, so the full report
 // shows. Without this script the section keeps the counts it was rendered with.
 (function () {
   "use strict";
@@ -51,8 +51,8 @@
     }
   }
 
-  // The page of a settled run has no live section, so one reload is enough;
-  // the flag stops a loop if the server still renders it as running.
+  // The page of a settled run has no live section, so one reload is enough.
+  // The flag stops a reload loop if the server still renders the run as running.
   function reloadOnce() {
     var key = "testoqa-live-reloaded:" + url;
     try {
