@@ -10,11 +10,11 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from pydantic import BaseModel
 
-from ingest_server import schemas
+from ingest_server import account_schemas, report_schemas, schemas
 from ingest_server.repositories import executions as execution_repo
 from ingest_server.services.container import Services
 from ingest_server.web.openapi import build_openapi
-from tests.conftest import Tenant
+from tests.conftest import Member, Tenant, sign_in
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 API = "/api/v1/projects"
@@ -30,13 +30,15 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "upsert_cases": schemas.CasesUpsert,
     "post_executions": schemas.ExecutionBatch,
     "finish_run": schemas.RunFinish,
+    "put_gate": report_schemas.GateRules,
+    "create_personal_token": account_schemas.PersonalTokenCreate,
 }
 # Schemas the document publishes for clients beyond the request bodies.
 EXTRA_MODELS: dict[str, type[BaseModel]] = {
     "ExecutionIn": schemas.ExecutionIn,
     "ErrorEnvelope": schemas.ErrorEnvelope,
 }
-SAMPLE_QUERY_VALUES = {"branch": "main"}
+SAMPLE_QUERY_VALUES = {"branch": "main", "q": "docs"}
 OPERATION_IDS = [
     operation["operationId"]
     for item in build_openapi()["paths"].values()
@@ -69,17 +71,20 @@ def model_schemas(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def seed_two_runs(client: Any, services: Services, tenant: Tenant) -> dict[str, str]:
-    """Create two runs that each ran one case twice, so every list has a second page.
+    """Create two finished runs that each ran one case twice, so every list has a second page.
 
-    Return the path values of the second run and the case.
+    Return the path values of the second run and the case, and both run ids
+    as the values of the comparison's base and head.
     """
     headers = tenant.auth("reporter")
+    run_ids = []
     for number in (1, 2):
         started_at = f"2026-01-0{number}T00:00:00Z"
         body = {"client_run_id": f"docs-{number}", "started_at": started_at}
         response = await client.post(f"{API}/{tenant.key}/runs", json=body, headers=headers)
         assert response.status == 201
         run_id = (await response.json())["run_id"]
+        run_ids.append(run_id)
         executions = [
             {
                 "id": str(uuid.uuid4()),
@@ -98,16 +103,42 @@ async def seed_two_runs(client: Any, services: Services, tenant: Tenant) -> dict
             headers=headers,
         )
         assert response.status == 200
+        response = await client.post(
+            f"{API}/{tenant.key}/runs/{run_id}/finish",
+            json={"status": "finished", "finished_at": f"2026-01-0{number}T00:01:00Z"},
+            headers=headers,
+        )
+        assert response.status == 200
     async with services.database.read() as session:
         rows = await execution_repo.list_executions(
             session, tenant.project_id, uuid.UUID(run_id), limit=10
         )
-    return {"key": tenant.key, "run": run_id, "case": str(rows[0].case_id)}
+    return {
+        "key": tenant.key,
+        "run": run_id,
+        "case": str(rows[0].case_id),
+        "base": run_ids[0],
+        "head": run_ids[1],
+    }
 
 
 @pytest.fixture
-async def path_values(client: Any, services: Services, tenant_a: Tenant) -> dict[str, str]:
-    return await seed_two_runs(client, services, tenant_a)
+async def member(client: Any, services: Services, tenant_a: Tenant) -> Member:
+    """An admin of tenant A, signed in: every operation is open to this caller."""
+    return await sign_in(client, services, tenant_a, role="admin")
+
+
+@pytest.fixture
+async def path_values(
+    client: Any, services: Services, tenant_a: Tenant, member: Member
+) -> dict[str, str]:
+    values = await seed_two_runs(client, services, tenant_a)
+    response = await client.post(
+        "/api/v1/account/tokens", json={"name": "openapi"}, headers=member.csrf_header
+    )
+    assert response.status == 201, await response.text()
+    values["number"] = str((await response.json())["number"])
+    return values
 
 
 # --- the document itself --------------------------------------------------------
@@ -208,29 +239,32 @@ def query_parameters(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 async def request(
     client: Any,
-    tenant: Tenant,
+    member: Member,
     method: str,
     path: str,
     query: dict[str, str],
 ) -> tuple[int, dict[str, Any]]:
+    """Call an operation as the signed-in admin; a CSV answer comes back as {"csv": text}."""
     # Routes that take a body get an empty JSON object. The handlers check the
     # query before they read the body, so its contents do not matter here.
-    kwargs: dict[str, Any] = {"headers": tenant.auth("reporter"), "params": query}
+    kwargs: dict[str, Any] = {"headers": member.csrf_header, "params": query}
     if method in ("POST", "PUT"):
         kwargs["json"] = {}
     response = await client.request(method, path, **kwargs)
+    if response.content_type == "text/csv":
+        return response.status, {"csv": await response.text()}
     return response.status, await response.json()
 
 
 @pytest.mark.parametrize("operation_id", OPERATION_IDS)
 async def test_unknown_query_param_rejected(
-    client: Any, tenant_a: Tenant, path_values: dict[str, str], operation_id: str
+    client: Any, member: Member, path_values: dict[str, str], operation_id: str
 ) -> None:
     """The 422 for an unknown parameter names the accepted ones: exactly the documented ones."""
     method, template, operation = find_operation(await served_document(client), operation_id)
     path = PATH_PARAM.sub(lambda match: path_values[match[1]], template)
 
-    status, body = await request(client, tenant_a, method, path, {"no_such_param": "1"})
+    status, body = await request(client, member, method, path, {"no_such_param": "1"})
 
     assert status == 422, body
     assert body["error"]["code"] == "validation_error"
@@ -243,28 +277,37 @@ async def test_unknown_query_param_rejected(
     assert accepted == set(query_parameters(operation))
 
 
-async def first_cursor(client: Any, tenant: Tenant, method: str, path: str) -> str:
+async def first_cursor(client: Any, member: Member, method: str, path: str) -> str:
     """Return the next_cursor of a one-item first page."""
-    status, body = await request(client, tenant, method, path, {"limit": "1"})
+    status, body = await request(client, member, method, path, {"limit": "1"})
     assert status == 200, body
     assert body["next_cursor"] is not None
     cursor: str = body["next_cursor"]
     return cursor
 
 
-def valid_values(name: str, schema: dict[str, Any]) -> list[str]:
+def valid_values(name: str, schema: dict[str, Any], path_values: dict[str, str]) -> list[str]:
     if "enum" in schema:
         return [str(value) for value in schema["enum"]]
     if schema.get("type") == "integer":
         return [str(schema["minimum"]), str(schema["maximum"])]
-    return [SAMPLE_QUERY_VALUES.get(name, "x")]
+    if schema.get("type") == "number":
+        return [str(schema.get("minimum", 0)), str(schema.get("maximum", 1))]
+    return [path_values.get(name) or SAMPLE_QUERY_VALUES.get(name, "x")]
 
 
 def invalid_values(schema: dict[str, Any]) -> list[str]:
     if "enum" in schema:
         return ["not-a-listed-value"]
-    if schema.get("type") == "integer":
-        return [str(schema["minimum"] - 1), str(schema["maximum"] + 1), "ten"]
+    if schema.get("type") in ("integer", "number"):
+        values = ["ten"]
+        if "minimum" in schema:
+            values.append(str(schema["minimum"] - 1))
+        if "maximum" in schema:
+            values.append(str(schema["maximum"] + 1))
+        return values
+    if schema.get("format") == "uuid":
+        return ["not-a-uuid"]
     return []
 
 
@@ -277,29 +320,29 @@ QUERY_OPERATIONS = [
 
 @pytest.mark.parametrize("operation_id", QUERY_OPERATIONS)
 async def test_documented_query_values_accepted(
-    client: Any, tenant_a: Tenant, path_values: dict[str, str], operation_id: str
+    client: Any, member: Member, path_values: dict[str, str], operation_id: str
 ) -> None:
     method, template, operation = find_operation(await served_document(client), operation_id)
     path = PATH_PARAM.sub(lambda match: path_values[match[1]], template)
 
     for name, schema in query_parameters(operation).items():
-        values = valid_values(name, schema)
+        values = valid_values(name, schema, path_values)
         if name == "cursor":
-            values = [await first_cursor(client, tenant_a, method, path)]
+            values = [await first_cursor(client, member, method, path)]
         for value in values:
-            status, body = await request(client, tenant_a, method, path, {name: value})
+            status, body = await request(client, member, method, path, {name: value})
             assert status == 200, f"{name}={value}: {body}"
 
 
 @pytest.mark.parametrize("operation_id", QUERY_OPERATIONS)
 async def test_invalid_query_values_rejected(
-    client: Any, tenant_a: Tenant, path_values: dict[str, str], operation_id: str
+    client: Any, member: Member, path_values: dict[str, str], operation_id: str
 ) -> None:
     method, template, operation = find_operation(await served_document(client), operation_id)
     path = PATH_PARAM.sub(lambda match: path_values[match[1]], template)
 
     for name, schema in query_parameters(operation).items():
         for value in invalid_values(schema):
-            status, body = await request(client, tenant_a, method, path, {name: value})
+            status, body = await request(client, member, method, path, {name: value})
             assert status == 422, f"{name}={value}: {body}"
             assert body["error"]["code"] == "validation_error", f"{name}={value}"
