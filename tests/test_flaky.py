@@ -149,7 +149,7 @@ async def test_flaky_window_limits_runs(client: Client, tenant_a: Tenant) -> Non
     reporter = Reporter(client, tenant_a)
     await report_history(reporter)
 
-    # The newest three main runs hold P and F for t::flips (the newest run
+    # The newest three main runs contain P and F for t::flips (the newest run
     # lacks it), so it ran in two runs, fewer than min_runs 3.
     report = await flaky(reporter, branch="main", window="3")
     relaxed = await flaky(reporter, branch="main", window="3", min_runs="2")

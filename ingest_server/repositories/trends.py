@@ -58,8 +58,8 @@ class Result:
     execution_id: uuid.UUID | None
 
 
-async def latest_branch(session: AsyncSession, project_id: int) -> tuple[bool, str | None]:
-    """Return (found, branch) of the newest settled run; found is False without such a run."""
+async def latest_branch(session: AsyncSession, project_id: int) -> str | None:
+    """Return the branch of the newest settled run, or None without one or without a branch."""
     result = await session.execute(
         select(TestRun.branch)
         .where(TestRun.project_id == project_id, TestRun.status.in_(SETTLED))
@@ -67,9 +67,7 @@ async def latest_branch(session: AsyncSession, project_id: int) -> tuple[bool, s
         .limit(1)
     )
     row = result.first()
-    if row is None:
-        return False, None
-    return True, row.branch
+    return None if row is None else row.branch
 
 
 async def window_runs(
@@ -80,7 +78,10 @@ async def window_runs(
     statuses: Sequence[str],
     limit: int,
 ) -> list[WindowRun]:
-    """Return the newest runs with one of statuses, newest first; branch None means all."""
+    """Return the newest runs with one of statuses, newest first.
+
+    A branch of None reads the runs of every branch.
+    """
     query = select(
         TestRun.id,
         TestRun.name,

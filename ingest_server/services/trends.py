@@ -33,7 +33,7 @@ VERDICTS = frozenset({"passed", "failed", "error"})
 FINISHED = ("finished",)
 # A regression compares two medians; each needs at least this many samples.
 MIN_REGRESSION_SAMPLES = 2
-# The longest branch name a filter accepts, the width of test_runs.branch.
+# Maximum length of a branch filter, the width of test_runs.branch.
 MAX_BRANCH_LENGTH = 250
 
 
@@ -84,7 +84,7 @@ TREND_WINDOW = Bound("window", 50, 1, 500, True, "How many of the newest settled
 
 @dataclass(frozen=True)
 class FlakyQuery:
-    # None: the default branch (of the newest settled run); "": all branches.
+    # None selects the branch of the newest settled run, and "" selects all branches.
     branch: str | None = None
     window: int = int(FLAKY_WINDOW.default)
     min_flip_rate: float = MIN_FLIP_RATE.default
@@ -182,7 +182,7 @@ class TrendService:
         """Resolve the branch filter and return it with the window's runs, newest first."""
         async with self._db.read() as session:
             if branch is None:
-                _, branch = await trend_repo.latest_branch(session, project.id)
+                branch = await trend_repo.latest_branch(session, project.id)
             selected = branch or None
             runs = await trend_repo.window_runs(
                 session, project.id, branch=selected, statuses=statuses, limit=window
@@ -281,7 +281,7 @@ class _Links:
         name = names.get(case_id)
         return {
             "case_id": case_id,
-            # A case is never deleted, but a name lookup that misses must not fail the report.
+            # A case without a name row falls back to its id rather than failing the report.
             "case_key": name.key if name else str(case_id),
             "case_name": name.name if name else None,
             "case_url": f"{self._base}/cases/{case_id}",
@@ -377,7 +377,7 @@ def _evidence_entry(row: Result, run: WindowRun, links: _Links) -> out.FlakyEvid
 def _durations(
     rows: Sequence[Result], run_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[tuple[int, float]]]:
-    """Return each case's (run age, duration) samples; age 0 is the newest run."""
+    """Return each case's (run age, duration) samples, where age 0 is the newest run."""
     age = {run_id: position for position, run_id in enumerate(run_ids)}
     samples: dict[uuid.UUID, list[tuple[int, float]]] = defaultdict(list)
     for row in rows:

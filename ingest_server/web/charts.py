@@ -57,10 +57,21 @@ _STYLE = Style(
 )
 
 
-def line_chart(title: str, labels: Sequence[str], series: Series, y_title: str) -> Markup:
-    """Return a line chart, one dash pattern and marker shape per series, with its data table."""
+def line_chart(
+    title: str,
+    labels: Sequence[str],
+    series: Series,
+    y_title: str,
+    *,
+    y_range: tuple[float, float] | None = None,
+) -> Markup:
+    """Return a line chart, one dash pattern and marker shape per series, with its data table.
+
+    The y axis starts at zero unless y_range sets both ends, such as (0, 100)
+    for percentages.
+    """
     marked = len(labels) <= MAX_MARKED_POINTS
-    chart = pygal.Line(**_config(title, labels, y_title), show_dots=marked)
+    chart = pygal.Line(**_config(title, labels, y_title), show_dots=marked, range=y_range)
     for index, (name, values) in enumerate(series.items()):
         chart.add(name, list(values), stroke_style={"width": 2, "dasharray": _dash(index)})
 
@@ -97,6 +108,8 @@ def _config(title: str, labels: Sequence[str], y_title: str) -> dict[str, Any]:
         "show_minor_x_labels": label_count <= MAX_X_LABELS,
         "x_labels_major_count": min(label_count, MAX_X_LABELS),
         "print_values": False,
+        # An axis from zero keeps small changes from looking like big ones.
+        "include_x_axis": True,
         "no_data_text": "No data",
     }
 

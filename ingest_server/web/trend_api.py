@@ -48,8 +48,8 @@ TREND_BOUNDS = (trends.TREND_WINDOW,)
 def query_number(request: web.Request, bound: trends.Bound) -> float:
     """Return the query parameter bound.name as a number, or its default when absent.
 
-    The range is checked by the service; this only rejects a value that is
-    not a number, naming the range so one message says what to send.
+    The service checks the range. This rejects only a value that is not a
+    number, and its message names the range so the caller learns both at once.
     """
     value = request.query.get(bound.name)
     if value is None:
@@ -121,7 +121,7 @@ def check_query_names(request: web.Request, bounds: Iterable[trends.Bound], *ext
 
 
 def csv_cell(value: object) -> str | int | float:
-    """Return value for a CSV cell; text that a spreadsheet would run as a formula gets a quote."""
+    """Return value for a CSV cell, quoting text that a spreadsheet would run as a formula."""
     if value is None:
         return ""
     if isinstance(value, bool):
