@@ -185,7 +185,7 @@ async def test_flaky_page_escapes_test_names(client: Client, tenant_a: Tenant) -
     [
         ("flaky", {"window": "1"}, "invalid window 1: use an integer from 2 to 200"),
         ("flaky", {"min_flip_rate": "lots"}, "invalid min_flip_rate 'lots': use a number"),
-        ("slow", {"window": "4", "recent": "4"}, "invalid recent 4: use a value from 1 to 3"),
+        ("slow", {"recent": "200"}, "invalid recent 200: use an integer from 1 to 199"),
         ("trends", {"window": "9999"}, "invalid window 9999: use an integer from 1 to 500"),
         ("trends", {"colour": "red"}, "unknown query parameter 'colour'"),
     ],

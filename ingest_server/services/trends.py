@@ -111,13 +111,10 @@ class SlowQuery:
     def check(self) -> None:
         _check_branch(self.branch)
         SLOW_WINDOW.check(self.window)
+        # recent may reach or pass the window: the baseline is then empty and
+        # no test is flagged. Rejecting it would make valid values of one
+        # parameter depend on another.
         RECENT.check(self.recent)
-        if self.recent >= self.window:
-            message = f"use a value from 1 to {self.window - 1}, below the window"
-            raise InvalidInput(
-                f"invalid recent {self.recent}: {message}",
-                details=[FieldError("recent", message)],
-            )
         MIN_RATIO.check(self.min_ratio)
         MIN_DELTA.check(self.min_delta)
         SLOW_LIMIT.check(self.limit)
