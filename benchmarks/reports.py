@@ -298,6 +298,8 @@ class Prepared:
     targets: Targets
     stats: dict[str, Any]
     version: str
+    # PostgreSQL's postmaster.pid, to measure the database's CPU time; None on SQLite.
+    postmaster_pid_file: Path | None = None
 
 
 def run_cli(*args: str, stdin: str | None = None) -> str:
@@ -572,7 +574,9 @@ async def prepare_postgres(
     finally:
         await admin.close()
     content["stats"]["database_bytes"] = int(size)
-    return _prepared("postgres", url, content, version)
+    prepared = _prepared("postgres", url, content, version)
+    prepared.postmaster_pid_file = workdir / "data" / "postmaster.pid"
+    return prepared
 
 
 async def _generate_postgres(
@@ -663,6 +667,18 @@ class Timing:
     latencies: list[float] = dataclasses.field(default_factory=list)
     problem: str | None = None
     size: int = 0
+    # CPU seconds used while the timed requests ran, summed over them: by
+    # the server process (SQLite runs inside it) and by PostgreSQL's processes.
+    server_cpu: float = 0.0
+    database_cpu: float = 0.0
+
+    @property
+    def server_cpu_ms(self) -> float:
+        return self.server_cpu * 1000 / len(self.latencies)
+
+    @property
+    def database_cpu_ms(self) -> float:
+        return self.database_cpu * 1000 / len(self.latencies)
 
     @property
     def median_ms(self) -> float:
@@ -671,6 +687,31 @@ class Timing:
     @property
     def p90_ms(self) -> float:
         return percentile(self.latencies, 0.90) * 1000
+
+
+def database_cpu_seconds(pid_file: Path | None) -> float:
+    """Return the CPU time of the PostgreSQL postmaster and its children, 0 without them.
+
+    The children are the backends that run the server's queries and
+    PostgreSQL's own background processes, which add a little noise.
+    """
+    if pid_file is None:
+        return 0.0
+    postmaster = int(pid_file.read_text().split()[0])
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which may contain spaces: ppid is the
+        # 4th field of the line, utime and stime the 14th and 15th, in clock ticks.
+        fields = stat.rsplit(")", 1)[1].split()
+        if postmaster in (int(entry.name), int(fields[1])):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def _request(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes, str, float]:
@@ -731,8 +772,14 @@ async def measure(
                 timing = timings[endpoint]
                 if timing.problem is not None:
                     continue
+                server_cpu = server.cpu_seconds() or 0.0
+                database_cpu = database_cpu_seconds(prepared.postmaster_pid_file)
                 status, body, content_type, elapsed = await _request(
                     clients[endpoint.kind], server.url + endpoint.path
+                )
+                timing.server_cpu += (server.cpu_seconds() or 0.0) - server_cpu
+                timing.database_cpu += (
+                    database_cpu_seconds(prepared.postmaster_pid_file) - database_cpu
                 )
                 timing.problem = _check(endpoint, status, body, content_type)
                 timing.latencies.append(elapsed)
@@ -783,15 +830,23 @@ class BackendResult:
     pages_as: str
 
 
-def _cells(endpoint: Endpoint, result: BackendResult | None, missing: bool) -> list[str]:
-    if result is None:
-        return ["", ""]
+def _columns(backend: str) -> list[str]:
+    """Return the table's column titles for one backend; SQLite runs inside the server."""
+    columns = [f"{backend} median", f"{backend} p90", f"{backend} server CPU"]
+    return [*columns, f"{backend} database CPU"] if backend == "postgres" else columns
+
+
+def _cells(endpoint: Endpoint, result: BackendResult, missing: bool) -> list[str]:
+    empty = [""] * (len(_columns(result.prepared.backend)) - 1)
     if missing:
-        return ["missing", ""]
+        return ["missing", *empty]
     timing = result.timings[endpoint]
     if timing.problem is not None:
-        return [timing.problem, ""]
-    return [f"{timing.median_ms:.0f}", f"{timing.p90_ms:.0f}"]
+        return [timing.problem, *empty]
+    cells = [f"{timing.median_ms:.0f}", f"{timing.p90_ms:.0f}", f"{timing.server_cpu_ms:.0f}"]
+    if result.prepared.backend == "postgres":
+        cells.append(f"{timing.database_cpu_ms:.0f}")
+    return cells
 
 
 def _verdict(endpoint: Endpoint, results: Sequence[BackendResult], missing: bool) -> str:
@@ -845,15 +900,16 @@ def report(
     lines += [
         "",
         f"Latency in ms over {rounds} interleaved rounds after warm-up; target: median under "
-        f"{TARGET_MS:.0f} ms.",
+        f"{TARGET_MS:.0f} ms. CPU columns: mean CPU ms per request of the server process and "
+        "of PostgreSQL's processes, from /proc in 10 ms clock ticks.",
         "",
     ]
     header = ["report", "request"]
     for backend in results:
-        header += [f"{backend} median", f"{backend} p90"]
+        header += _columns(backend)
     header += ["size (KB)", "result"]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("| --- | --- |" + " ---: |" * (2 * len(results) + 1) + " --- |")
+    lines.append("| --- | --- |" + " ---: |" * (len(header) - 3) + " --- |")
     for endpoint in all_endpoints:
         missing = _route_shape(endpoint.route) not in served
         cells = [endpoint.report, endpoint.label]
