@@ -56,8 +56,9 @@ class SignInThrottled(ServiceError):
 
     code = "too_many_requests"
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int = 60) -> None:
         super().__init__(message)
+        # Seconds until the oldest counted failure leaves the window.
         self.retry_after = retry_after
 
 
