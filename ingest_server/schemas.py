@@ -103,7 +103,7 @@ class RunCreate(WireModel):
 
 class RunCreated(ResponseModel):
     run_id: uuid.UUID
-    report_url: str
+    report_url: str = Field(description="The run's report page, for people.")
     status: RunStatus
     created: bool = Field(description="False when the request joined an existing run.")
 

@@ -141,7 +141,8 @@ async def test_create_run_new(client: Client, tenant_a: Tenant) -> None:
     assert created["status"] == "running"
     run_id = created["run_id"]
     assert str(uuid.UUID(run_id)) == run_id
-    assert created["report_url"] == f"{client.make_url(runs_url(tenant_a))}/{run_id}"
+    page = f"/projects/{tenant_a.key}/runs/{run_id}"
+    assert created["report_url"] == str(client.make_url(page))
 
     run = await get_run(client, tenant_a, run_id)
     assert run["id"] == run_id

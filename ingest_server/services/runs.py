@@ -29,7 +29,8 @@ CREATE_ATTEMPTS = 3
 
 
 def run_url(ctx: RequestContext, project_key: str, run_id: uuid.UUID) -> str:
-    return f"{ctx.base_url}/api/v1/projects/{project_key}/runs/{run_id}"
+    """Return the address of the run's report page."""
+    return f"{ctx.base_url}/projects/{project_key}/runs/{run_id}"
 
 
 async def load_run(session: AsyncSession, project: ProjectScope, run_id: uuid.UUID) -> TestRun:

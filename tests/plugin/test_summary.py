@@ -118,7 +118,7 @@ def test_success_shows_report_url(
     result = run_inner(pytester, monkeypatch, live_server.url, live_server.token, *xdist)
 
     run = live_server.only_run()
-    report_url = f"{live_server.url}/api/v1/projects/PLUG/runs/{run['id']}"
+    report_url = f"{live_server.url}/projects/PLUG/runs/{run['id']}"
     lines = section(result)
     assert lines[0].strip("- ") == "TestoQA"
     assert lines[1:] == [f"{SUITE_EXECUTIONS} executions sent to project PLUG: {report_url}"]
