@@ -3,7 +3,7 @@
 The history is what a CI pipeline of a mid-sized suite leaves behind:
 
 * 2,000 test cases in 80 modules, some parametrized, some in classes. Most
-  exist from the first run; about 100 are added later and about 30 removed,
+  exist from the first run. About 100 are added later and about 30 removed,
   so two runs far apart differ in their sets of tests.
 * Runs every two hours or so on three branches (``main``, ``develop`` and
   ``feature/checkout-v2``), each branch with its own commits. About a third
@@ -146,7 +146,7 @@ KIND_COUNTS = {
 
 @dataclass(frozen=True)
 class Shape:
-    """What to generate: the number of executions and the seed."""
+    """The size and seed of a generated history."""
 
     executions: int
     seed: int = 20260601
@@ -531,7 +531,7 @@ class RunBuilder:
 def generate(
     shape: Shape, project_id: int, cases: Sequence[CaseProfile], rng: random.Random
 ) -> Iterator[RunData]:
-    """Yield runs oldest first until the history holds shape.executions executions."""
+    """Yield runs oldest first until the history contains shape.executions executions."""
     timeline = Timeline(rng)
     total = 0
     index = 0
@@ -573,7 +573,12 @@ def _make_run(
     finals = [builder.run_case(case) for case in executed]
     failed = any(outcome in ("failed", "error") for outcome in finals)
     finished_at = None if status == "running" else builder.clock + dt.timedelta(seconds=3)
-    exit_status = None if status == "running" else (2 if status == "interrupted" else int(failed))
+    # pytest exits with 1 when tests failed and 2 when it was interrupted.
+    exit_status = None
+    if status == "interrupted":
+        exit_status = 2
+    elif status == "finished":
+        exit_status = int(failed)
     number = 18_000 + index
     client_run_id = f"ci-{number}"
     run = {
@@ -621,7 +626,7 @@ def _make_run(
 def _sqlite_value(value: Any, column: str) -> Any:
     """Encode a value as SQLAlchemy stores it on SQLite."""
     if column in JSON_COLUMNS:
-        return json.dumps(value) if value else ("[]" if isinstance(value, list) else "{}")
+        return json.dumps(value)
     if isinstance(value, uuid.UUID):
         return value.hex
     if isinstance(value, dt.datetime):
@@ -658,7 +663,7 @@ def _run_tables(run: RunData) -> list[tuple[str, Sequence[str], list[tuple[Any, 
 
 @dataclass
 class LoadResult:
-    """What was loaded, for the summary step and the report."""
+    """The loaded runs and row counts, for the summary step and the report."""
 
     runs: list[RunData]
     executions: int

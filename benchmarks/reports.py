@@ -2,10 +2,10 @@
 
 For each database (SQLite, PostgreSQL) the script:
 
-1. generates a project history of ``--executions`` executions (one million
-   by default; see ``benchmarks/datagen.py`` for its shape) into a database
-   migrated by the server's own ``migrate`` command, with a viewer API
-   token and a signed-in viewer user made by the server's CLI;
+1. generates a project history of ``--executions`` executions, one million
+   by default (``benchmarks/datagen.py`` describes its shape). The database
+   is migrated by the server's own ``migrate`` command, and the server's
+   CLI creates the project, a viewer API token and a viewer user;
 2. builds the run summaries with the server's own summary code
    (``SummaryService.summarize``), as the server does when a run settles;
 3. starts the real server (``python -m ingest_server serve``) on a free
@@ -63,7 +63,6 @@ import aiohttp
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-# ingest.py puts the repository root on sys.path for conftest first.
 import datagen  # noqa: E402
 from ingest import (  # noqa: E402
     BenchmarkError,
@@ -369,7 +368,7 @@ def progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a data directory holds; stored next to the data so --reuse can check it."""
+    """The description of a data directory's content, stored next to it for --reuse to check."""
 
     path: Path
 
@@ -904,22 +903,31 @@ def report(
         "of PostgreSQL's processes, from /proc in 10 ms clock ticks.",
         "",
     ]
+    return "\n".join([*lines, *table(all_endpoints, served, results)])
+
+
+def table(
+    all_endpoints: Sequence[Endpoint], served: set[str], results: dict[str, BackendResult]
+) -> list[str]:
+    """Return the Markdown table: one row per request, the backends side by side."""
     header = ["report", "request"]
     for backend in results:
         header += _columns(backend)
     header += ["size (KB)", "result"]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("| --- | --- |" + " ---: |" * (len(header) - 3) + " --- |")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| --- | --- |" + " ---: |" * (len(header) - 3) + " --- |",
+    ]
     for endpoint in all_endpoints:
         missing = _route_shape(endpoint.route) not in served
         cells = [endpoint.report, endpoint.label]
         for result in results.values():
             cells += _cells(endpoint, result, missing)
-        sizes = [r.timings[endpoint].size for r in results.values() if not missing]
-        cells.append(f"{max(sizes) / 1000:,.0f}" if sizes and max(sizes) else "")
+        size = 0 if missing else max(r.timings[endpoint].size for r in results.values())
+        cells.append(f"{size / 1000:,.1f}" if size else "")
         cells.append(_verdict(endpoint, list(results.values()), missing))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return lines
 
 
 def git_commit() -> str:
