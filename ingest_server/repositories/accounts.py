@@ -73,7 +73,7 @@ async def delete_membership(session: AsyncSession, project_id: int, user_id: int
 
 
 async def list_user_projects(session: AsyncSession, user_id: int) -> list[UserProject]:
-    """Return the projects where user_id holds a membership, ordered by key."""
+    """Return the projects where user_id has a membership, ordered by key."""
     result = await session.execute(
         select(Project.id, Project.key, Project.name, Membership.role)
         .join(Membership, Membership.project_id == Project.id)

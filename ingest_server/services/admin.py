@@ -64,7 +64,7 @@ class MemberInfo:
 
 @dataclass(frozen=True)
 class SettingsOverview:
-    """What the project settings page shows, with what the caller may change."""
+    """The content of the project settings page, with the changes the caller may make."""
 
     project_key: str
     project_name: str

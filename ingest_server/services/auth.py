@@ -46,7 +46,7 @@ MAX_ACTIVE_PERSONAL_TOKENS = 50
 # last_used_at is written at most this often per token, so using a token
 # for reads does not turn every request into a write.
 LAST_USED_INTERVAL = dt.timedelta(minutes=1)
-# What a personal access token may do on its user's projects, whatever the role.
+# The actions a personal access token has on its user's projects, whatever the role.
 PERSONAL_TOKEN_ACTIONS = frozenset({Action.READ_RESULTS})
 
 

@@ -48,7 +48,7 @@ _DUMMY_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
 
 
 class SignInFailed(Unauthenticated):
-    """Wrong email or password, or a disabled account; the message never says which."""
+    """Wrong email or password, or a disabled account; the message does not tell which."""
 
 
 class SignInThrottled(ServiceError):
@@ -82,7 +82,7 @@ class SessionPrincipal:
 
 @dataclass(frozen=True)
 class Attempt:
-    """Where a sign-in attempt comes from, for the rate limit and the audit trail."""
+    """The origin of a sign-in attempt, for the rate limit and the audit trail."""
 
     address: str
     user_agent: str | None
@@ -239,7 +239,7 @@ class SessionService:
                 address=attempt.address[:MAX_ADDRESS_LENGTH] or None,
                 user_agent=(attempt.user_agent or "")[:MAX_USER_AGENT_LENGTH] or None,
             )
-            # A success forgets the account's failures, so its owner is not
+            # A success clears the account's failures, so its owner is not
             # locked out by earlier typos. The address's count stays.
             await session_repo.delete_failures(session, "account", user.email)
             if _password_hasher.check_needs_rehash(user.password_hash):

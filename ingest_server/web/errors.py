@@ -11,7 +11,7 @@ from ingest_server.services.ingest import BatchTooLarge
 from ingest_server.services.sessions import SignInThrottled
 from ingest_server.web.templating import render
 
-# Paths outside the browser pages: they answer with the JSON envelope.
+# Paths outside the browser pages: their errors use the JSON envelope.
 NON_PAGE_PREFIXES = ("/api/", "/static/")
 NON_PAGE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 

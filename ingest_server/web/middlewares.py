@@ -131,7 +131,7 @@ def _observe(
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, and how: only session callers need a CSRF token."""
+    """The sender of a request and its credentials: only session callers need a CSRF token."""
 
     principal: Principal
     csrf_token: str | None = None
@@ -203,7 +203,7 @@ async def _identify(request: web.Request) -> Caller:
         if found is not None:
             return Caller(found.principal, found.csrf_token)
     if request.path.startswith("/api/") and request.match_info.get("key") is not None:
-        # API routes of a project keep answering 401 without credentials.
+        # API routes of a project keep returning 401 without credentials.
         await _authenticate(request)
     return Caller(ANONYMOUS, stale_cookie=bool(cookie))
 

@@ -15,11 +15,12 @@ from ingest_server.services.sessions import (
     MAX_EMAIL_LENGTH,
     MAX_PASSWORD_LENGTH,
     Attempt,
+    SignedIn,
     SignInFailed,
     SignInThrottled,
 )
 from ingest_server.web.errors import status_for
-from ingest_server.web.keys import SERVICES_KEY, get_context
+from ingest_server.web.keys import AUTH_FAILURES_KEY, METRICS_KEY, SERVICES_KEY, get_context
 from ingest_server.web.middlewares import (
     LOGIN_CSRF_COOKIE,
     LOGIN_PATH,
@@ -116,7 +117,6 @@ def _render_login(
 
 
 async def login(request: web.Request) -> web.Response:
-    ctx = get_context(request)
     form = await read_form(request)
     raw_next = form.get("next")
     next_path = safe_next(raw_next if isinstance(raw_next, str) else None)
@@ -127,27 +127,42 @@ async def login(request: web.Request) -> web.Response:
         password = form_text(form, "password", "password", MAX_PASSWORD_LENGTH, strip=False)
     except FormError as exc:
         return _render_login(request, next_path, email=email, message=exc.message, status=422)
-    attempt = Attempt(
-        address=request.remote or "unknown",
-        user_agent=request.headers.get("User-Agent"),
-        request_id=ctx.request_id,
-    )
-    sessions = request.app[SERVICES_KEY].sessions
+
     try:
-        signed_in = await sessions.sign_in(
-            email, password, attempt, replaces=request.cookies.get(SESSION_COOKIE)
-        )
+        signed_in = await _sign_in(request, email, password)
     except SignInThrottled as exc:
+        _log_failure(request, email, "throttled")
         headers = {"Retry-After": str(exc.retry_after)}
         return _render_login(
             request, next_path, email=email, message=exc.message, status=429, headers=headers
         )
     except SignInFailed as exc:
+        _log_failure(request, email, "wrong email address or password")
         return _render_login(request, next_path, email=email, message=exc.message, status=401)
+
     response = see_other(next_path)
     set_session_cookie(request, response, signed_in.cookie_value)
     response.del_cookie(LOGIN_CSRF_COOKIE, path=LOGIN_PATH)
     return response
+
+
+async def _sign_in(request: web.Request, email: str, password: str) -> SignedIn:
+    attempt = Attempt(
+        address=request.remote or "unknown",
+        user_agent=request.headers.get("User-Agent"),
+        request_id=get_context(request).request_id,
+    )
+    return await request.app[SERVICES_KEY].sessions.sign_in(
+        email, password, attempt, replaces=request.cookies.get(SESSION_COOKIE)
+    )
+
+
+def _log_failure(request: web.Request, email: str, reason: str) -> None:
+    # Repeats within a minute are folded into one line with a count.
+    request.app[METRICS_KEY].auth_failures.inc()
+    request.app[AUTH_FAILURES_KEY].record(
+        "sign-in failed for %r from %s: %s", email, request.remote, reason
+    )
 
 
 async def logout(request: web.Request) -> web.Response:
