@@ -64,13 +64,16 @@ class Round:
     commit: str
 
 
-# Two runs on main give the reports a new failure, a fixed test and an
-# outcome that flips; the third run is on a feature branch for the branch
-# filters. The commits are made-up ids that look like git's.
+# Three runs on main give the reports a fixed test, a new failure and an
+# outcome that flips; the flaky report needs three runs of a branch. The run
+# on a feature branch is for the branch filters. The newest run is on main,
+# because the flaky report shows the newest run's branch by default. The
+# commits are made-up ids that look like git's.
 ROUNDS = (
     Round(1, "main", "4be1c2d3e5f60718293a4b5c6d7e8f9012345678"),
-    Round(2, "main", "9c0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f6071829"),
-    Round(3, "feature/faster-checkout", "d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6"),
+    Round(2, "feature/faster-checkout", "d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6"),
+    Round(3, "main", "9c0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f6071829"),
+    Round(4, "main", "2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d"),
 )
 
 
@@ -413,8 +416,8 @@ def print_access(base_url: str, runs: list[tuple[Round, str]], credentials: Cred
 
 def print_restart_hint(database_path: Path, port: int) -> None:
     server = Path(sys.executable).parent / "testoqa-server"
-    program = str(server) if server.exists() else "testoqa-server"
-    url = f"sqlite+aiosqlite:///{database_path}"
+    program = shown(server) if server.exists() else "testoqa-server"
+    url = f"sqlite+aiosqlite:///{shown(database_path)}"
     print()
     print("The server stopped because of --no-serve. Serve the demo again with:")
     print(f"  {program} serve --database-url {url} --port {port or DEFAULT_PORT}")

@@ -33,7 +33,7 @@ RUN_LINE = re.compile(
     r"^  run (\d) \(([\w/-]+)\): (http://127\.0\.0\.1:\d+)/projects/DEMO/runs/([0-9a-f-]{36})$",
     re.MULTILINE,
 )
-BRANCHES = {1: "main", 2: "main", 3: "feature/faster-checkout"}
+BRANCHES = {1: "main", 2: "feature/faster-checkout", 3: "main", 4: "main"}
 
 
 def quickstart_env() -> dict[str, str]:
@@ -130,7 +130,7 @@ def test_output_password_matches_file(demo: Demo) -> None:
 
 def test_output_says_how_to_serve_again(demo: Demo) -> None:
     assert "Serve the demo again with:" in demo.result.stdout
-    assert f"--database-url sqlite+aiosqlite:///{demo.data_dir.resolve()}" in demo.result.stdout
+    assert "--database-url sqlite+aiosqlite:///demo-data/testoqa.db" in demo.result.stdout
 
 
 def test_credentials_private(demo: Demo) -> None:
@@ -144,33 +144,33 @@ def test_data_dir_ignored_by_git(demo: Demo) -> None:
 
 def test_runs_on_two_branches(demo_runs: list[RunDetail]) -> None:
     assert [run.ci.branch for run in demo_runs] == list(BRANCHES.values())
-    assert len({run.ci.commit for run in demo_runs}) == 3
+    assert len({run.ci.commit for run in demo_runs}) == 4
 
 
 def test_runs_finished(demo_runs: list[RunDetail]) -> None:
-    assert [run.status for run in demo_runs] == ["finished"] * 3
+    assert [run.status for run in demo_runs] == ["finished"] * 4
 
 
 def test_runs_have_failures(demo_runs: list[RunDetail]) -> None:
-    assert [run.totals.failed for run in demo_runs] == [5, 6, 5]
-    assert [run.totals.error for run in demo_runs] == [1, 1, 1]
+    assert [run.totals.failed for run in demo_runs] == [5, 4, 6, 5]
+    assert [run.totals.error for run in demo_runs] == [1, 1, 1, 1]
 
 
 def test_runs_have_rerun_pass(demo_runs: list[RunDetail]) -> None:
-    assert [run.passed_on_rerun for run in demo_runs] == [1, 1, 1]
+    assert [run.passed_on_rerun for run in demo_runs] == [1, 1, 1, 1]
     # 28 tests and one extra attempt of the rerun test.
-    assert [run.attempts for run in demo_runs] == [29, 29, 29]
+    assert [run.attempts for run in demo_runs] == [29, 29, 29, 29]
 
 
 def test_runs_have_skips_and_xfails(demo_runs: list[RunDetail]) -> None:
-    assert [run.totals.skipped for run in demo_runs] == [3, 3, 3]
-    assert [run.totals.xfailed for run in demo_runs] == [1, 1, 1]
-    assert [run.totals.xpassed for run in demo_runs] == [1, 1, 1]
+    assert [run.totals.skipped for run in demo_runs] == [3, 3, 3, 3]
+    assert [run.totals.xfailed for run in demo_runs] == [1, 1, 1, 1]
+    assert [run.totals.xpassed for run in demo_runs] == [1, 1, 1, 1]
 
 
 def test_runs_count_every_test(demo_runs: list[RunDetail]) -> None:
-    assert [run.tests for run in demo_runs] == [28, 28, 28]
-    assert [run.not_run for run in demo_runs] == [0, 0, 0]
+    assert [run.tests for run in demo_runs] == [28, 28, 28, 28]
+    assert [run.not_run for run in demo_runs] == [0, 0, 0, 0]
 
 
 def test_suite_leaves_no_files(demo: Demo) -> None:
@@ -223,7 +223,7 @@ def test_rerun_reuses_token(demo: Demo, rerun: Demo) -> None:
 
 async def test_rerun_adds_runs(rerun: Demo) -> None:
     runs = await _runs(rerun.database_url)
-    assert len(runs) == 4
+    assert len(runs) == 5
 
 
 def test_lost_credentials_file_named(demo: Demo, tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_port_in_use(tmp_path: Path) -> None:
     [
         ("--port", "70000", "invalid port 70000: use a value from 0 to 65535"),
         ("--port", "http", "invalid port 'http': expected an integer"),
-        ("--rounds", "4", "invalid number of rounds 4: use a value from 0 to 3"),
+        ("--rounds", "5", "invalid number of rounds 5: use a value from 0 to 4"),
     ],
 )
 def test_bad_option_named(tmp_path: Path, option: str, value: str, message: str) -> None:
@@ -371,7 +371,7 @@ def test_ctrl_c_stops_server(start_quickstart: Callable[..., Running]) -> None:
 
 
 def test_ctrl_c_during_suite(start_quickstart: Callable[..., Running]) -> None:
-    running = start_quickstart("--port", "0", "--rounds", "3")
+    running = start_quickstart("--port", "0", "--rounds", "4")
     running.wait_for("Running the example suite")
     running.process.send_signal(signal.SIGINT)
     assert running.process.wait(timeout=STOP_TIMEOUT) == 130

@@ -1,7 +1,7 @@
 """Shared fixtures of the demo suite.
 
-The quickstart runs this suite three times and sets ``DEMO_ROUND`` to 1, 2
-and 3, so that a few tests change outcome or speed from one run to the
+The quickstart runs this suite four times and sets ``DEMO_ROUND`` to 1, 2,
+3 and 4, so that a few tests change outcome or speed from one run to the
 next, as they do in real suites. Without the variable every test behaves as
 in round 1. Nothing here is random: each round gives the same outcomes on
 every machine.

@@ -39,9 +39,9 @@ def test_invoice_lines(legacy_order: dict[str, Any]) -> None:
 
 
 def test_price_cache_expires(round_number: int) -> None:
-    # From round 2 on, a change keeps stale prices in the cache: a new
-    # failure in the second run that is still failing in the third.
-    cached_price = 6.5 if round_number >= 2 else 7.0
+    # From round 3 on, a change keeps stale prices in the cache: a new
+    # failure that is still failing in the next run.
+    cached_price = 6.5 if round_number >= 3 else 7.0
     assert cached_price == 7.0, f"cached price is stale: expected 7.0, got {cached_price}"
 
 
