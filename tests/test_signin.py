@@ -439,3 +439,64 @@ async def test_sign_in_audited(client: Any, services: Services, tenant_a: Tenant
     assert event.actor == f"user:{member.user_id}"
     assert event.target == member.email
     assert event.details["address"] == "127.0.0.1"
+
+
+# --- HTML escaping and error pages ------------------------------------------
+
+
+class ScriptCounter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts = 0
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+def read_page(html: str) -> ScriptCounter:
+    page = ScriptCounter()
+    page.feed(html)
+    return page
+
+
+async def test_login_form_escapes_email(client: Any) -> None:
+    typed = '"><script>alert(1)</script>'
+    response = await post_login(client, typed, WRONG_PASSWORD)
+    html = await response.text()
+    assert read_page(html).scripts == 0
+    assert input_values(html, "email") == [typed]
+
+
+async def test_error_page_escapes_path(client: Any, services: Services, tenant_a: Tenant) -> None:
+    await sign_in(client, services, tenant_a)
+    response = await client.get("/projects/%3Cscript%3Ealert(1)%3C%2Fscript%3E/settings")
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    page = read_page(await response.text())
+    assert page.scripts == 0
+    assert "project '<script>alert(1)</script>' not found" in page.text
+
+
+async def test_unknown_page_is_html_404(client: Any, services: Services, tenant_a: Tenant) -> None:
+    await sign_in(client, services, tenant_a)
+    response = await client.get("/no-such-page")
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    assert "no such page" in read_page(await response.text()).text
+
+
+async def test_api_keeps_json_401(client: Any, tenant_a: Tenant) -> None:
+    response = await client.get(f"/api/v1/projects/{tenant_a.key}/runs", allow_redirects=False)
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthenticated"
+
+
+async def test_session_reads_json(client: Any, services: Services, tenant_a: Tenant) -> None:
+    await sign_in(client, services, tenant_a)
+    response = await client.get(f"/api/v1/projects/{tenant_a.key}/runs")
+    assert response.status == 200
+    assert (await response.json())["items"] == []
