@@ -178,6 +178,10 @@ class SessionService:
     async def _check_rate_limit(
         self, email: str, address: str, attempt: Attempt, now: dt.datetime
     ) -> None:
+        # NOTE: counting and recording are separate transactions, so attempts
+        # that run at the same moment may each pass; the excess is at most
+        # the number of concurrent attempts. Each throttled attempt is audited,
+        # so a flood of them grows audit_events.
         since = now - FAILURE_WINDOW
         async with self._db.read() as session:
             by_account = await session_repo.count_failures(session, "account", email, since)
