@@ -325,6 +325,10 @@ async def run_suite(
         "pytest",
         "-p",
         "no:cacheprovider",
+        # The demo runs serially, and the same way whether or not
+        # pytest-xdist is installed in this environment.
+        "-p",
+        "no:xdist",
         "--testoqa-project",
         PROJECT_KEY,
         str(suite),
@@ -346,6 +350,16 @@ async def run_suite(
 def _summary_line(log_path: Path) -> str:
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip("= ") if lines else "no output"
+
+
+def _error_line(log_path: Path) -> str | None:
+    """Return the last usage error or internal error line of a pytest log, if there is one."""
+    errors = [
+        line.strip()
+        for line in log_path.read_text(errors="replace").splitlines()
+        if line.startswith(("ERROR: ", "INTERNALERROR> ")) and line.strip() != "INTERNALERROR>"
+    ]
+    return errors[-1] if errors else None
 
 
 async def newest_run_id(services: Services) -> str | None:
@@ -372,9 +386,11 @@ async def run_rounds(
         log_path = data_dir / "logs" / f"run-{round_.number}.log"
         status, summary = await run_suite(round_, suite, env, log_path)
         if status not in SUITE_EXIT_OK:
+            error = _error_line(log_path)
             raise QuickstartError(
-                f"pytest stopped with exit status {status} in run {round_.number}: "
-                f"see {shown(log_path)}"
+                f"pytest stopped with exit status {status} in run {round_.number}"
+                + (f" ({error})" if error else "")
+                + f": see {shown(log_path)}"
             )
         after = await newest_run_id(services)
         if after is None or after == before:
