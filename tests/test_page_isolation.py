@@ -1,4 +1,4 @@
-"""Tenant isolation of the pages: a member of project A never sees a page of project B.
+"""Tenant isolation of the pages: a member of project A gets 404 for every page of project B.
 
 The page routes are read from the app's router, so pages added later are
 checked without editing this file. Every path parameter is filled with a
@@ -56,6 +56,7 @@ async def seed_project_b(client: Any, services: Services, tenant: Tenant) -> Pro
     response = await client.post(f"{api}/runs", json=body, headers=headers)
     assert response.status == 201
     run_id = (await response.json())["run_id"]
+
     execution = {
         "id": str(uuid.uuid4()),
         "case_key": CASE_KEY,
@@ -71,6 +72,7 @@ async def seed_project_b(client: Any, services: Services, tenant: Tenant) -> Pro
     assert response.status == 200
     response = await client.get(f"{api}/runs/{run_id}/executions", headers=headers)
     [stored] = (await response.json())["items"]
+
     user_id, _ = await create_member(services, tenant, "admin")
     return ProjectIds(
         {
