@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 from sqlalchemy import select, update
 
 from ingest_server.config import Settings
@@ -17,7 +18,7 @@ from ingest_server.db.models import INSTANCE_PROJECT_ID, AuditEvent, User, UserS
 from ingest_server.services import sessions as session_service
 from ingest_server.services.container import Services
 from ingest_server.web.app import create_app
-from ingest_server.web.middlewares import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from ingest_server.web.middlewares import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookies_secure
 from tests.conftest import SIGN_IN_PASSWORD, Tenant, create_member, input_values, sign_in
 
 WRONG_PASSWORD = "not the right password"
@@ -164,6 +165,16 @@ async def test_cookie_secure_behind_https(
     assert morsel["secure"] is True
     assert morsel["httponly"] is True
     assert morsel["samesite"] == "Lax"
+
+
+async def test_cookie_secure_over_tls(services: Services) -> None:
+    # The test servers speak plain HTTP, so the TLS case uses a mocked request
+    # whose transport reports an SSL context, as aiohttp's own does over TLS.
+    app = create_app(services)
+    tls = make_mocked_request("POST", "/login", app=app, sslcontext=ssl.create_default_context())
+    plain = make_mocked_request("POST", "/login", app=app)
+    assert cookies_secure(tls) is True
+    assert cookies_secure(plain) is False
 
 
 async def test_wrong_password_and_unknown_email_alike(
