@@ -1,11 +1,11 @@
 """The ``testoqa-quickstart`` command: a server with a demo project and example runs.
 
 It creates (or reuses) a SQLite database in a local folder, the project
-DEMO, a user who can sign in and a reporter token, starts the server on
-127.0.0.1, runs the example suite in ``examples/demo`` with the plugin a few
-times on two branches, prints where to sign in and serves until Ctrl-C.
-Running it again reuses the database, the user and the token, and adds new
-runs.
+DEMO, a user who can sign in and a reporter token. Then it starts the server
+on 127.0.0.1 and runs the example suite in ``examples/demo`` with the plugin
+four times on two branches. It prints where to sign in and serves until
+Ctrl-C. Running it again reuses the database, the user and the token, and
+adds new runs.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = ".testoqa-demo"
 CREDENTIALS_FILE = "credentials.json"
 # The suite's pytest exits with 1 because the demo has failing tests on
-# purpose; 0 is fine too. Anything else means the suite did not run.
+# purpose, and 0 is fine too. Anything else means the suite did not run.
 SUITE_EXIT_OK = (0, 1)
 
 EXIT_OK = 0
@@ -65,10 +65,10 @@ class Round:
 
 
 # Three runs on main give the reports a fixed test, a new failure and an
-# outcome that flips; the flaky report needs three runs of a branch. The run
-# on a feature branch is for the branch filters. The newest run is on main,
-# because the flaky report shows the newest run's branch by default. The
-# commits are made-up ids that look like git's.
+# outcome that flips, since the flaky report lists flips only in three runs
+# of a branch. The run on a feature branch is for the branch filters. The
+# newest run is on main, because the flaky report shows the newest run's
+# branch by default. The commits are made-up ids that look like git's.
 ROUNDS = (
     Round(1, "main", "4be1c2d3e5f60718293a4b5c6d7e8f9012345678"),
     Round(2, "feature/faster-checkout", "d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6"),
@@ -78,7 +78,7 @@ ROUNDS = (
 
 
 class QuickstartError(Exception):
-    """A failure the user can fix; printed without a traceback."""
+    """A failure the user can fix, printed without a traceback."""
 
 
 class Stopped(Exception):
@@ -87,7 +87,7 @@ class Stopped(Exception):
 
 @dataclass
 class Credentials:
-    """What the quickstart keeps in its data folder so that a second run can print it again."""
+    """Sign-in data kept in the data folder, so that a second run can print it again."""
 
     email: str = EMAIL
     password: str | None = None
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port",
         type=_int_in_range("port", 0, 65535),
         default=DEFAULT_PORT,
-        help=f"TCP port on {HOST}; 0 picks a free port (default: %(default)s)",
+        help=f"TCP port on {HOST}, or 0 for a free port (default: %(default)s)",
     )
     parser.add_argument(
         "--data-dir",
@@ -146,7 +146,7 @@ def _int_in_range(name: str, minimum: int, maximum: int) -> Callable[[str], int]
 
 
 def load_credentials(path: Path) -> Credentials:
-    """Read the credentials file; a missing or unreadable file gives empty credentials."""
+    """Read the credentials file, or return empty credentials if it is missing or invalid."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -168,6 +168,8 @@ def save_credentials(path: Path, credentials: Credentials) -> None:
         "token": credentials.token,
     }
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode given to open applies only when the file is created.
+    os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=2)
         file.write("\n")
@@ -297,9 +299,9 @@ def suite_environment(round_: Round, base_url: str, token: str, data_dir: Path) 
             "TESTOQA_SPOOL_DIR": str(data_dir / "spool"),
             "DEMO_ROUND": str(round_.number),
             "PYTHONDONTWRITEBYTECODE": "1",
-            # The plugin reads branch and commit from a CI service's variables;
-            # GitHub Actions' are set here, and the others it reads are left
-            # empty so that this service's values win.
+            # The plugin reads branch and commit from a CI service's variables,
+            # so GitHub Actions' are set here. The ones below that would
+            # override the branch, or add a build link or a run key, are empty.
             "GITHUB_ACTIONS": "true",
             "GITHUB_REF": f"refs/heads/{round_.branch}",
             "GITHUB_REF_NAME": round_.branch,
@@ -318,7 +320,7 @@ def suite_environment(round_: Round, base_url: str, token: str, data_dir: Path) 
 async def run_suite(
     round_: Round, suite: Path, env: dict[str, str], log_path: Path
 ) -> tuple[int, str]:
-    """Run the example suite once; return pytest's exit status and its summary line."""
+    """Run the example suite once and return pytest's exit status and its summary line."""
     command = [
         sys.executable,
         "-m",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import queue
 import re
@@ -21,6 +22,7 @@ from typing import IO
 
 import pytest
 
+from ingest_server import quickstart
 from ingest_server.config import Settings
 from ingest_server.schemas import RunDetail
 from ingest_server.services.container import Services
@@ -378,3 +380,34 @@ def test_ctrl_c_during_suite(start_quickstart: Callable[..., Running]) -> None:
     output = running.rest()
     assert "stopped before the demo was ready" in output
     assert READY not in output
+
+
+# --- documentation -----------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "quickstart.md"
+
+
+def _documented_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0].strip("`").split()[0]] = cells
+    return rows
+
+
+@pytest.mark.parametrize(
+    "action",
+    [action for action in quickstart.build_parser()._actions if action.option_strings[0] != "-h"],
+    ids=lambda action: action.option_strings[0],
+)
+def test_option_documented(action: argparse.Action) -> None:
+    row = _documented_rows().get(action.option_strings[0])
+    assert row is not None
+    default = "off" if action.default is False else f"`{action.default}`"
+    assert row[1] == default
+
+
+@pytest.mark.parametrize("round_", quickstart.ROUNDS, ids=lambda round_: str(round_.number))
+def test_round_documented(round_: quickstart.Round) -> None:
+    assert f"| {round_.number} | `{round_.branch}` |" in DOC.read_text()

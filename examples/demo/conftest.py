@@ -15,8 +15,8 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The search tests show a rerun that passes; without the plugin that
-    # provides reruns they would just fail.
+    # The search tests show a rerun that passes, and without the plugin
+    # that provides reruns they would just fail.
     if not config.pluginmanager.hasplugin("rerunfailures"):
         raise pytest.UsageError(
             "the demo suite needs pytest-rerunfailures: pip install 'testoqa[examples]'"
@@ -28,5 +28,5 @@ def round_number() -> int:
     """Return the quickstart's round number, 1 when the suite runs on its own."""
     value = os.environ.get("DEMO_ROUND", "1")
     if not value.isdigit():
-        raise ValueError(f"invalid DEMO_ROUND {value!r}: expected a number such as 1, 2 or 3")
+        raise ValueError(f"invalid DEMO_ROUND {value!r}: expected a number from 1 to 4")
     return int(value)

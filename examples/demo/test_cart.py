@@ -17,8 +17,8 @@ def discounted(total: float, percent: int) -> float:
 
 
 def shipping_cost(total: float, round_number: int) -> float:
-    # Round 1 runs the old code, which charged shipping at exactly 50.00;
-    # later rounds run the fix, so the report shows the test as fixed.
+    # Round 1 runs the old code, which charged shipping at exactly 50.00.
+    # Later rounds run the fix, so the report shows the test as fixed.
     if round_number == 1:
         return 0.0 if total > 50 else 4.95
     return 0.0 if total >= 50 else 4.95

@@ -15,7 +15,7 @@ def order_summary(order: dict[str, Any]) -> str:
 
 @pytest.fixture
 def payment_gateway() -> None:
-    # Stands for a service that is down while the suite runs: every test
+    # Simulates a service that is down while the suite runs. Every test
     # that needs it ends in an error, not a failure.
     raise ConnectionRefusedError("payment gateway at sandbox.invalid:443 refused the connection")
 
@@ -39,8 +39,8 @@ def test_invoice_lines(legacy_order: dict[str, Any]) -> None:
 
 
 def test_price_cache_expires(round_number: int) -> None:
-    # From round 3 on, a change keeps stale prices in the cache: a new
-    # failure that is still failing in the next run.
+    # From round 3 on, a change keeps stale prices in the cache. The new
+    # failure is still failing in the next run.
     cached_price = 6.5 if round_number >= 3 else 7.0
     assert cached_price == 7.0, f"cached price is stale: expected 7.0, got {cached_price}"
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 # Attempts per test in this pytest process. pytest-rerunfailures reruns a
-# test in the same process, so the count tells a first attempt from a rerun.
+# test in the same process, so the count separates a first attempt from a rerun.
 ATTEMPTS: Counter[str] = Counter()
 
 

@@ -262,7 +262,7 @@ GATES = Path(os.environ["LIVE_GATES"])
 
 def wait_for_gate(name):
     # Opening a FIFO for reading blocks until the browser test opens it for
-    # writing, so each test ends only when the browser test says so.
+    # writing, so each test ends only when the browser test releases it.
     (GATES / name).read_text()
 
 
