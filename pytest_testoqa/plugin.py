@@ -93,6 +93,12 @@ class XdistHooks:
             "send_cases": node.gateway.id == "gw0",
         }
 
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Fold a finished worker's delivery figures into this controller's."""
+        output = getattr(node, "workeroutput", None) or {}
+        if "testoqa" in output:
+            self.recorder.stats.merge(output["testoqa"])
+
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for name in (RECORDER_NAME, "testoqa-xdist"):

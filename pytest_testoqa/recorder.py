@@ -298,12 +298,6 @@ class Recorder:
     def undelivered(self) -> bool:
         return bool(self.stats.spool_files or self.stats.fatal)
 
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Fold a finished xdist worker's delivery figures into this controller's."""
-        output = getattr(node, "workeroutput", None) or {}
-        if "testoqa" in output:
-            self.stats.merge(output["testoqa"])
-
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return

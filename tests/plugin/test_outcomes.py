@@ -30,8 +30,10 @@ from tests.plugin.conftest import LiveServer
 
 # Seconds one inner pytest session may take before pytester kills it.
 INNER_TIMEOUT = 120.0
+# "no-xdist" blocks the xdist plugin, as on a machine without pytest-xdist,
+# where the plugin must not declare xdist's hooks.
 XDIST_MODES = pytest.mark.parametrize(
-    "xdist", [(), ("-n", "0"), ("-n", "2")], ids=["no-xdist", "n0", "n2"]
+    "xdist", [("-p", "no:xdist"), ("-n", "0"), ("-n", "2")], ids=["no-xdist", "n0", "n2"]
 )
 # Plugins installed beside this project that no inner suite uses. Blocking them
 # in both runs of a scenario saves their imports in every inner session and
