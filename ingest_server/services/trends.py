@@ -193,7 +193,7 @@ class TrendService:
         branch, runs = await self._window(project, query.branch, FINISHED, query.window)
         run_ids = [run.id for run in runs]
         async with self._db.read() as session:
-            candidates = await trend_repo.flaky_candidates(session, project.id, run_ids)
+            candidates = await trend_repo.failing_cases(session, project.id, run_ids)
             rows = await trend_repo.results(session, project.id, run_ids, case_ids=candidates)
             names = await trend_repo.case_names(session, project.id, candidates)
         links = _Links(ctx, project)
@@ -219,8 +219,8 @@ class TrendService:
         branch, runs = await self._window(project, query.branch, FINISHED, query.window)
         run_ids = [run.id for run in runs]
         async with self._db.read() as session:
-            rows = await trend_repo.results(session, project.id, run_ids, outcomes=("passed",))
-        slowest, regressions = _slow_lists(query, _durations(rows, run_ids))
+            samples = await trend_repo.passed_durations(session, project.id, run_ids)
+        slowest, regressions = _slow_lists(query, samples)
         shown = {case_id for case_id, _ in slowest} | {case_id for case_id, _ in regressions}
         async with self._db.read() as session:
             names = await trend_repo.case_names(session, project.id, sorted(shown))
@@ -371,26 +371,19 @@ def _evidence_entry(row: Result, run: WindowRun, links: _Links) -> out.FlakyEvid
     )
 
 
-def _durations(
-    rows: Sequence[Result], run_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[int, float]]]:
-    """Return each case's (run age, duration) samples, where age 0 is the newest run."""
-    age = {run_id: position for position, run_id in enumerate(run_ids)}
-    samples: dict[uuid.UUID, list[tuple[int, float]]] = defaultdict(list)
-    for row in rows:
-        if row.duration is not None:
-            samples[row.case_id].append((age[row.run_id], row.duration))
-    return samples
-
-
 Figures = dict[str, float | int | None]
 
 
 def _slow_lists(
-    query: SlowQuery, samples: dict[uuid.UUID, list[tuple[int, float]]]
+    query: SlowQuery, samples: dict[str, list[tuple[int, float]]]
 ) -> tuple[list[tuple[uuid.UUID, Figures]], list[tuple[uuid.UUID, Figures]]]:
-    slowest: list[tuple[uuid.UUID, Figures]] = []
-    regressions: list[tuple[uuid.UUID, Figures]] = []
+    """Return the slowest tests and the regressions, each sorted and cut to the limit.
+
+    samples maps case ids (as text) to (run age, duration) pairs, where age 0
+    is the newest run of the window.
+    """
+    slowest: list[tuple[str, Figures]] = []
+    regressions: list[tuple[str, Figures]] = []
     for case_id, case_samples in samples.items():
         durations = [duration for _, duration in case_samples]
         figures: Figures = {
@@ -403,9 +396,12 @@ def _slow_lists(
         regression = _regression(query, case_samples)
         if regression is not None:
             regressions.append((case_id, regression))
-    slowest.sort(key=lambda item: (-_number(item[1]["median"]), str(item[0])))
-    regressions.sort(key=lambda item: (-_number(item[1]["delta"]), str(item[0])))
-    return slowest[: query.limit], regressions[: query.limit]
+    slowest.sort(key=lambda item: (-_number(item[1]["median"]), item[0]))
+    regressions.sort(key=lambda item: (-_number(item[1]["delta"]), item[0]))
+    return (
+        [(uuid.UUID(case_id), figures) for case_id, figures in slowest[: query.limit]],
+        [(uuid.UUID(case_id), figures) for case_id, figures in regressions[: query.limit]],
+    )
 
 
 def _number(value: float | int | None) -> float:
