@@ -185,7 +185,7 @@ class AuthService:
 
     async def create_personal_token(self, ctx: RequestContext, name: str) -> IssuedToken:
         """Create a personal access token for the signed-in user; the secret is returned once."""
-        user_id = _require_signed_in_user(ctx)
+        user_id = require_signed_in_user(ctx)
         name = name.strip()
         if not name or len(name) > MAX_PERSONAL_TOKEN_NAME_LENGTH:
             rule = f"1 to {MAX_PERSONAL_TOKEN_NAME_LENGTH} characters"
@@ -222,7 +222,7 @@ class AuthService:
         return IssuedToken(token_id=token_id, secret=full_token)
 
     async def list_personal_tokens(self, ctx: RequestContext) -> list[PersonalTokenInfo]:
-        user_id = _require_signed_in_user(ctx, reading=True)
+        user_id = require_signed_in_user(ctx, reading=True)
         async with self._db.read() as session:
             tokens = await account_repo.list_personal_tokens(session, user_id)
         return [
@@ -238,7 +238,7 @@ class AuthService:
 
     async def revoke_personal_token(self, ctx: RequestContext, number: int) -> None:
         """Revoke one of the caller's own tokens; revoking twice is not an error."""
-        user_id = _require_signed_in_user(ctx)
+        user_id = require_signed_in_user(ctx)
         async with self._db.write() as session:
             token = await account_repo.get_personal_token(session, user_id, number)
             if token is None:
@@ -250,7 +250,7 @@ class AuthService:
             await _audit(session, ctx, "personal_token.revoke", f"{user_id}-{number}", {})
 
 
-def _require_signed_in_user(ctx: RequestContext, *, reading: bool = False) -> int:
+def require_signed_in_user(ctx: RequestContext, *, reading: bool = False) -> int:
     """Return the caller's user id; personal access tokens may only read."""
     principal = ctx.principal
     if principal.kind != "user" or principal.user_id is None:

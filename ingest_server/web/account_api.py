@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ingest_server import account_schemas
-from ingest_server.services.auth import PersonalTokenInfo
+from ingest_server.services.auth import PersonalTokenInfo, require_signed_in_user
 from ingest_server.services.context import RequestContext
 from ingest_server.services.errors import NotFound
 from ingest_server.web.keys import SERVICES_KEY
@@ -47,6 +47,8 @@ async def list_tokens(request: web.Request, ctx: RequestContext) -> web.Response
 
 
 async def create_token(request: web.Request, ctx: RequestContext) -> web.Response:
+    # The caller is checked before the body, so a bad body never hides a 401 or 403.
+    require_signed_in_user(ctx)
     check_query(request, ())
     body = await read_json_body(request, account_schemas.PersonalTokenCreate)
     issued = await request.app[SERVICES_KEY].auth.create_personal_token(ctx, body.name)

@@ -202,8 +202,8 @@ async def _identify(request: web.Request) -> Caller:
         found = await request.app[SERVICES_KEY].sessions.authenticate(cookie)
         if found is not None:
             return Caller(found.principal, found.csrf_token)
-    if request.path.startswith("/api/") and request.match_info.get("key") is not None:
-        # API routes of a project keep returning 401 without credentials.
+    if request.path.startswith("/api/") and request.match_info.http_exception is None:
+        # API routes return 401 without credentials, before the body is read.
         await _authenticate(request)
     return Caller(ANONYMOUS, stale_cookie=bool(cookie))
 
