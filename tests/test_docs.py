@@ -280,7 +280,9 @@ def _literal_error_calls() -> Iterator[tuple[int, str]]:
             name = getattr(node.func, "id", getattr(node.func, "attr", None))
             status, code = node.args[0], node.args[1]
             if (
-                name in ("RequestError", "error_response")
+                # "__init__" catches RequestError subclasses that pass a fixed
+                # status and code to super().__init__().
+                name in ("RequestError", "error_response", "__init__")
                 and isinstance(status, ast.Constant)
                 and isinstance(status.value, int)
                 and isinstance(code, ast.Constant)
@@ -308,7 +310,9 @@ def _error_codes() -> dict[str, set[int]]:
     """Return every error code the server can send, with the statuses it comes with."""
     codes: dict[str, set[int]] = {}
     for error_type in _service_error_types():
-        if error_type is not web_errors.RequestError:
+        # RequestError and its subclasses carry their status and code per
+        # instance; the literal calls below find them.
+        if not issubclass(error_type, web_errors.RequestError):
             codes.setdefault(error_type.code, set()).add(web_errors.status_for(error_type("-")))
     for status, code in _literal_error_calls():
         codes.setdefault(code, set()).add(status)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ingest_server.services import errors
 from ingest_server.services.ingest import BatchTooLarge
+from ingest_server.services.live import TooManyStreams
 from ingest_server.services.sessions import SignInThrottled
 from ingest_server.web.templating import render
 
@@ -32,6 +33,7 @@ STATUS_TITLES = {
 STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     BatchTooLarge: 413,
     SignInThrottled: 429,
+    TooManyStreams: 503,
     errors.InvalidInput: 422,
     errors.NotFound: 404,
     errors.Unauthenticated: 401,
