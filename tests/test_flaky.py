@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingest_server.web.trend_api import csv_cell
+from ingest_server.web.exports import csv_cell
 from tests.conftest import Tenant
 from tests.run_data import Client, Reporter, attempt, failure
 

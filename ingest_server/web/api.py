@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -14,9 +11,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ingest_server import report_schemas, schemas
 from ingest_server.logs import ingest_logger
 from ingest_server.services.context import RequestContext
-from ingest_server.services.errors import FieldError, NotFound
+from ingest_server.services.errors import NotFound
 from ingest_server.services.pagination import DEFAULT_LIMIT
-from ingest_server.web.errors import RequestError
+from ingest_server.web.exports import csv_response, wants_csv
 from ingest_server.web.keys import METRICS_KEY, SERVICES_KEY
 from ingest_server.web.requests import (
     check_query,
@@ -28,8 +25,6 @@ from ingest_server.web.requests import (
 )
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-FORMATS = ("json", "csv")
 
 _valid_batch: TypeAdapter[schemas.ValidExecutionBatch] = TypeAdapter(schemas.ValidExecutionBatch)
 
@@ -47,46 +42,6 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise NotFound(f"{name} {value[:100]!r} not found: {name} ids are UUIDs") from exc
-
-
-def wants_csv(request: web.Request) -> bool:
-    """Return True for ?format=csv; raise a 422 for a format other than json or csv."""
-    value = request.query.get("format", "json")
-    if value not in FORMATS:
-        raise RequestError(
-            422,
-            "validation_error",
-            f"invalid format {value[:50]!r}: use json or csv",
-            details=[FieldError("format", "one of json, csv")],
-        )
-    return value == "csv"
-
-
-def csv_cell(value: object) -> str:
-    """Return value as CSV text that a spreadsheet shows and never evaluates."""
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def csv_response(
-    header: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    filename: str,
-    next_url: str | None = None,
-) -> web.Response:
-    """Return rows as a text/csv attachment; a next page is linked in the Link header."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows([csv_cell(value) for value in row] for row in rows)
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    if next_url is not None:
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return web.Response(
-        text=buffer.getvalue(), content_type="text/csv", charset="utf-8", headers=headers
-    )
 
 
 async def create_run(request: web.Request, ctx: RequestContext) -> web.Response:
@@ -250,4 +205,4 @@ def runs_csv(request: web.Request, page: report_schemas.RunListPage) -> web.Resp
     next_url = None
     if page.next_cursor is not None:
         next_url = str(request.rel_url.update_query(cursor=page.next_cursor))
-    return csv_response(RUN_CSV_HEADER, rows, "runs.csv", next_url)
+    return csv_response("runs.csv", RUN_CSV_HEADER, rows, next_url)

@@ -6,10 +6,7 @@ a page and its JSON twin accept the same parameters with the same errors.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from aiohttp import web
 
@@ -20,14 +17,10 @@ from ingest_server.services.context import RequestContext
 from ingest_server.services.errors import FieldError
 from ingest_server.web.api import json_response
 from ingest_server.web.errors import RequestError
+from ingest_server.web.exports import csv_response, wants_csv
 from ingest_server.web.keys import SERVICES_KEY
 from ingest_server.web.requests import check_query, query_text
 from ingest_server.web.routing import PROJECT, QueryParam, Route
-
-Format = Literal["json", "csv"]
-FORMATS: tuple[Format, ...] = ("json", "csv")
-# A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 FLAKY_BOUNDS = (
     trends.FLAKY_WINDOW,
@@ -70,19 +63,6 @@ def query_branch(request: web.Request) -> str | None:
     return query_text(request, "branch", trends.MAX_BRANCH_LENGTH)
 
 
-def query_format(request: web.Request) -> Format:
-    value = request.query.get("format", "json")
-    for name in FORMATS:
-        if value == name:
-            return name
-    raise RequestError(
-        422,
-        "validation_error",
-        f"invalid format {value[:50]!r}: use json or csv",
-        details=[FieldError("format", "use json or csv")],
-    )
-
-
 def flaky_query(request: web.Request) -> trends.FlakyQuery:
     return trends.FlakyQuery(
         branch=query_branch(request),
@@ -118,39 +98,6 @@ def parameter_names(bounds: Iterable[trends.Bound]) -> tuple[str, ...]:
 def check_query_names(request: web.Request, bounds: Iterable[trends.Bound], *extra: str) -> None:
     """Reject query parameters other than the branch, the bounds' names and extra."""
     check_query(request, (*parameter_names(bounds), *extra))
-
-
-def csv_cell(value: object) -> str | int | float:
-    """Return value for a CSV cell, quoting text that a spreadsheet would run as a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return value
-    text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def csv_response(
-    filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]
-) -> web.Response:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([csv_cell(value) for value in row])
-    return web.Response(
-        body=buffer.getvalue().encode(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
 
 
 FLAKY_HEADER = (
@@ -264,27 +211,27 @@ def trend_rows(report: out.TrendReport) -> Iterable[Sequence[object]]:
 
 async def get_flaky(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query_names(request, FLAKY_BOUNDS, "format")
-    answer = query_format(request)
+    as_csv = wants_csv(request)
     report = await request.app[SERVICES_KEY].trends.flaky(ctx, flaky_query(request))
-    if answer == "csv":
+    if as_csv:
         return csv_response(f"{report.project}-flaky.csv", FLAKY_HEADER, flaky_rows(report))
     return json_response(report)
 
 
 async def get_slow(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query_names(request, SLOW_BOUNDS, "format")
-    answer = query_format(request)
+    as_csv = wants_csv(request)
     report = await request.app[SERVICES_KEY].trends.slow(ctx, slow_query(request))
-    if answer == "csv":
+    if as_csv:
         return csv_response(f"{report.project}-slow.csv", SLOW_HEADER, slow_rows(report))
     return json_response(report)
 
 
 async def get_trends(request: web.Request, ctx: RequestContext) -> web.Response:
     check_query_names(request, TREND_BOUNDS, "format")
-    answer = query_format(request)
+    as_csv = wants_csv(request)
     report = await request.app[SERVICES_KEY].trends.trends(ctx, trend_query(request))
-    if answer == "csv":
+    if as_csv:
         return csv_response(f"{report.project}-trends.csv", TREND_HEADER, trend_rows(report))
     return json_response(report)
 
