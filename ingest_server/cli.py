@@ -238,12 +238,17 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         before = await services.schema_state()
         state = await upgrade(services.database)
+        if before.current == state.current:
+            print(f"The schema is already current at revision {state.head}.")
+        else:
+            upgraded_from = ", ".join(before.current) or "empty"
+            print(f"Upgraded the schema from {upgraded_from} to {state.head}.")
+        operator = RequestContext(request_id="cli", principal=OPERATOR)
+        summarized = await services.summaries.backfill(operator)
+        if summarized:
+            print(f"Summarized {summarized} settled runs for the reports.")
     finally:
         await services.close()
-    if before.current == state.current:
-        print(f"The schema is already current at revision {state.head}.")
-    else:
-        print(f"Upgraded the schema from {', '.join(before.current) or 'empty'} to {state.head}.")
     return EXIT_OK
 
 

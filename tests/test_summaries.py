@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from ingest_server.db.models import RunResult, RunSummary, TestCase
+from ingest_server.repositories import results as result_repo
 from ingest_server.services.container import Services
+from ingest_server.services.context import OPERATOR, Principal, RequestContext
+from ingest_server.services.errors import NotFound
 from ingest_server.services.summaries import pass_rate
 from tests.conftest import Tenant
 from tests.run_data import Client, Reporter, attempt, failure
@@ -174,6 +178,36 @@ async def test_summarize_service_rebuilds(
     assert summary is not None
     assert summary.passed == 1
     assert summary.failed == 1
+
+
+async def test_backfill_summarizes_old_runs(
+    client: Client, tenant_a: Tenant, services: Services
+) -> None:
+    """A settled run without a summary, as after an upgrade, gets one from the backfill."""
+    reporter = Reporter(client, tenant_a)
+    old_run = await reporter.run([attempt("t::a"), attempt("t::b", "failed")])
+    running = await reporter.run([attempt("t::a")], settle=None)
+    async with services.database.write() as session:
+        await result_repo.delete_summary(session, tenant_a.project_id, uuid.UUID(old_run))
+    operator = RequestContext(request_id="test", principal=OPERATOR)
+
+    first = await services.summaries.backfill(operator)
+    second = await services.summaries.backfill(operator)
+    summary = await read_summary(services, tenant_a, old_run)
+
+    assert first == 1
+    assert second == 0
+    assert summary is not None
+    assert summary.passed == 1
+    assert summary.failed == 1
+    assert await read_summary(services, tenant_a, running) is None
+
+
+async def test_backfill_needs_operator(services: Services) -> None:
+    ctx = RequestContext(request_id="test", principal=Principal(kind="user", id="user:1"))
+
+    with pytest.raises(NotFound):
+        await services.summaries.backfill(ctx)
 
 
 def test_pass_rate_ignores_skips_and_not_run() -> None:

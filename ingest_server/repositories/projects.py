@@ -30,6 +30,12 @@ async def create_project(
     return project
 
 
+async def list_project_ids(session: AsyncSession) -> list[int]:
+    """Return every project's id; projects are the tenant registry, not tenant data."""
+    result = await session.execute(select(Project.id).order_by(Project.id))
+    return list(result.scalars().all())
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     result = await session.execute(select(User).where(User.email == email))
     return result.scalar_one_or_none()

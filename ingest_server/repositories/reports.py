@@ -26,6 +26,7 @@ from ingest_server.db.models import (
     TestRun,
 )
 from ingest_server.repositories.base import chunks, upsert
+from ingest_server.repositories.results import check_run_project
 
 FAILING = ("failed", "error")
 
@@ -67,16 +68,19 @@ async def latest_finished_runs(
     return list(result.scalars().all())
 
 
-async def previous_finished_run(session: AsyncSession, run: TestRun) -> TestRun | None:
+async def previous_finished_run(
+    session: AsyncSession, project_id: int, run: TestRun
+) -> TestRun | None:
     """Return the finished run of the same branch that started last before run.
 
     A run without a branch is compared with earlier runs without a branch.
     """
+    check_run_project(project_id, run)
     branch = TestRun.branch.is_(None) if run.branch is None else TestRun.branch == run.branch
     result = await session.execute(
         select(TestRun)
         .where(
-            TestRun.project_id == run.project_id,
+            TestRun.project_id == project_id,
             branch,
             TestRun.status == "finished",
             TestRun.id != run.id,

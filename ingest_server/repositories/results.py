@@ -183,13 +183,39 @@ async def delete_summary(session: AsyncSession, project_id: int, run_id: uuid.UU
     )
 
 
-async def compute_results(session: AsyncSession, run: TestRun) -> list[dict[str, Any]]:
+async def unsummarized_runs(session: AsyncSession, project_id: int, limit: int) -> list[uuid.UUID]:
+    """Return up to limit settled runs of the project that have no summary yet."""
+    summarized = select(RunSummary.run_id).where(
+        RunSummary.project_id == project_id, RunSummary.run_id == TestRun.id
+    )
+    result = await session.execute(
+        select(TestRun.id)
+        .where(
+            TestRun.project_id == project_id,
+            TestRun.status.in_(("finished", "interrupted")),
+            ~summarized.exists(),
+        )
+        .order_by(TestRun.started_at)
+        .limit(limit)
+    )
+    return list(result.scalars().all())
+
+
+def check_run_project(project_id: int, run: TestRun) -> None:
+    """Refuse a run loaded from another project than the one the caller is scoped to."""
+    if run.project_id != project_id:
+        raise ValueError(f"run {run.id} belongs to project {run.project_id}, not {project_id}")
+
+
+async def compute_results(
+    session: AsyncSession, project_id: int, run: TestRun
+) -> list[dict[str, Any]]:
     """Return the run's result rows, as dicts of RunResult columns, from its executions.
 
     The last attempt of each case decides its outcome; a collected case
     without executions is ``not_run``.
     """
-    project_id = run.project_id
+    check_run_project(project_id, run)
     cases = final_attempts(await _attempt_rows(session, project_id, run.id))
     failing = [state.final.id for state in cases.values() if state.final.outcome in FAILING]
     texts = await _failure_texts(session, project_id, failing)
@@ -209,7 +235,7 @@ async def summarize_run(
     run = await session.get(TestRun, (project_id, run_id))
     if run is None:
         raise LookupError(f"run {run_id} not found in project {project_id}")
-    rows = await compute_results(session, run)
+    rows = await compute_results(session, project_id, run)
     summarized_at = now or dt.datetime.now(dt.UTC)
 
     await delete_summary(session, project_id, run_id)
@@ -218,17 +244,20 @@ async def summarize_run(
     await session.execute(insert(RunSummary), [_summary_row(run, rows, summarized_at)])
 
 
-async def run_results(session: AsyncSession, run: TestRun) -> list[dict[str, Any]]:
+async def run_results(
+    session: AsyncSession, project_id: int, run: TestRun
+) -> list[dict[str, Any]]:
     """Return the run's result rows: stored ones once it is summarized, else computed.
 
     A running run, or a settled run summarized by no one yet, is computed
     from its executions.
     """
-    if run.status == "running" or await get_summary(session, run.project_id, run.id) is None:
-        return await compute_results(session, run)
+    check_run_project(project_id, run)
+    if run.status == "running" or await get_summary(session, project_id, run.id) is None:
+        return await compute_results(session, project_id, run)
     result = await session.execute(
         select(RunResult.__table__).where(
-            RunResult.project_id == run.project_id, RunResult.run_id == run.id
+            RunResult.project_id == project_id, RunResult.run_id == run.id
         )
     )
     return [dict(row) for row in result.mappings().all()]

@@ -23,6 +23,7 @@ from ingest_server import schemas
 from ingest_server.db.engine import Database
 from ingest_server.db.models import Execution, TestCase, TestRun
 from ingest_server.repositories import audit as audit_repo
+from ingest_server.repositories import cases as case_repo
 from ingest_server.repositories import reports as report_repo
 from ingest_server.repositories import results as result_repo
 from ingest_server.repositories import runs as run_repo
@@ -224,8 +225,8 @@ class ReportService:
                 run.status != "running"
                 and await result_repo.get_summary(session, project.id, run.id) is not None
             )
-            results = await result_repo.run_results(session, run)
-            baseline = await report_repo.previous_finished_run(session, run)
+            results = await result_repo.run_results(session, project.id, run)
+            baseline = await report_repo.previous_finished_run(session, project.id, run)
             previous = await self._baseline_outcomes(session, baseline, results)
             report = await _RunReportBuilder(session, project, run, results).build(
                 baseline, previous, summarized
@@ -237,7 +238,8 @@ class ReportService:
     ) -> dict[uuid.UUID, str]:
         if baseline is None or not any(r["outcome"] in FAILING for r in results):
             return {}
-        baseline_results = await result_repo.run_results(session, baseline)
+        # The baseline was found through the run's own project scope.
+        baseline_results = await result_repo.run_results(session, baseline.project_id, baseline)
         return {row["case_id"]: row["outcome"] for row in baseline_results}
 
     # --- one case -----------------------------------------------------------
@@ -249,7 +251,7 @@ class ReportService:
         project = ctx.require(Action.READ_RESULTS)
         check_window(window)
         async with self._db.read() as session:
-            case = await session.get(TestCase, (project.id, case_id))
+            case = await case_repo.get_case(session, project.id, case_id)
             if case is None:
                 raise NotFound(f"case {str(case_id)!r} not found in project {project.key!r}")
             rows = await report_repo.case_results(session, project.id, case_id, limit=window)
@@ -277,8 +279,8 @@ class ReportService:
         async with self._db.read() as session:
             head = await self._head(session, project, head_id)
             base = await self._base(session, project, base_id, head)
-            base_results = await result_repo.run_results(session, base)
-            head_results = await result_repo.run_results(session, head)
+            base_results = await result_repo.run_results(session, project.id, base)
+            head_results = await result_repo.run_results(session, project.id, head)
             case_ids = [r["case_id"] for r in (*base_results, *head_results)]
             cases = await report_repo.cases_by_id(session, project.id, case_ids)
         return _compare(project.key, base, head, base_results, head_results, cases)
@@ -300,7 +302,7 @@ class ReportService:
     ) -> TestRun:
         if base_id is not None:
             return await load_run(session, project, base_id)
-        previous = await report_repo.previous_finished_run(session, head)
+        previous = await report_repo.previous_finished_run(session, project.id, head)
         if previous is None:
             raise NotFound(
                 f"run {str(head.id)!r} has no earlier finished run on its branch: pass base"
@@ -353,8 +355,8 @@ class ReportService:
             else:
                 run = await load_run(session, project, run_id)
             rules = _rules(await report_repo.get_gate(session, project.id))
-            results = await result_repo.run_results(session, run)
-            baseline = await report_repo.previous_finished_run(session, run)
+            results = await result_repo.run_results(session, project.id, run)
+            baseline = await report_repo.previous_finished_run(session, project.id, run)
             previous = await self._baseline_outcomes(session, baseline, results)
         return _verdict(run, rules, results, baseline, previous)
 

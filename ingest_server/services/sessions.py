@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ingest_server.db.engine import Database
 from ingest_server.db.models import INSTANCE_PROJECT_ID, User
+from ingest_server.repositories import accounts as account_repo
 from ingest_server.repositories import audit as audit_repo
 from ingest_server.repositories import projects as project_repo
 from ingest_server.repositories import sessions as session_repo
@@ -247,7 +248,7 @@ class SessionService:
             # locked out by earlier typos. The address's count stays.
             await session_repo.delete_failures(session, "account", user.email)
             if _password_hasher.check_needs_rehash(user.password_hash):
-                stored = await session.get(User, user.id)
+                stored = await account_repo.get_user(session, user.id)
                 if stored is not None:
                     stored.password_hash = _password_hasher.hash(password)
             details = {"address": attempt.address[:MAX_ADDRESS_LENGTH]}
