@@ -43,7 +43,9 @@ class CommandError(Exception):
     """A failure the user can fix; printed without a traceback."""
 
 
-def _positive_int(name: str, minimum: int, maximum: int) -> Callable[[str], int]:
+def int_in_range(name: str, minimum: int, maximum: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers from minimum to maximum."""
+
     def parse(value: str) -> int:
         try:
             number = int(value)
@@ -90,13 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port",
-        type=_positive_int("port", 0, 65535),
+        type=int_in_range("port", 0, 65535),
         default=8080,
         help="TCP port to listen on; 0 picks a free port (default: %(default)s)",
     )
     serve.add_argument(
         "--max-batch-items",
-        type=_positive_int("batch limit", 1, 100_000),
+        type=int_in_range("batch limit", 1, 100_000),
         # argparse applies type to a string default, so the variable is validated too.
         default=os.environ.get("TESTOQA_MAX_BATCH_ITEMS", str(DEFAULT_MAX_BATCH_ITEMS)),
         help="executions accepted per batch request (default: $TESTOQA_MAX_BATCH_ITEMS, "
@@ -104,14 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-body-bytes",
-        type=_positive_int("body limit", 1024, 1024**3),
+        type=int_in_range("body limit", 1024, 1024**3),
         default=os.environ.get("TESTOQA_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)),
         help="largest request body in bytes (default: $TESTOQA_MAX_BODY_BYTES, "
         f"else {DEFAULT_MAX_BODY_BYTES})",
     )
     serve.add_argument(
         "--workers",
-        type=_positive_int("worker count", 1, MAX_WORKERS),
+        type=int_in_range("worker count", 1, MAX_WORKERS),
         default=os.environ.get("TESTOQA_WORKERS", str(DEFAULT_WORKERS)),
         help=f"server processes sharing the port, 1 to {MAX_WORKERS}; more than 1 needs "
         "PostgreSQL and Linux (default: $TESTOQA_WORKERS, else "
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-live-streams",
-        type=_positive_int("live stream limit", 1, 100_000),
+        type=int_in_range("live stream limit", 1, 100_000),
         default=os.environ.get("TESTOQA_MAX_LIVE_STREAMS", str(DEFAULT_MAX_LIVE_STREAMS)),
         help="live run updates each server process streams at once; more get 503 "
         f"(default: $TESTOQA_MAX_LIVE_STREAMS, else {DEFAULT_MAX_LIVE_STREAMS})",

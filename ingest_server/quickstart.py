@@ -20,7 +20,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +28,7 @@ from typing import TypeVar
 from aiohttp import web
 from sqlalchemy.exc import OperationalError
 
+from ingest_server.cli import int_in_range
 from ingest_server.config import Settings
 from ingest_server.db.migrate import upgrade
 from ingest_server.logs import configure_logging
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--port",
-        type=_int_in_range("port", 0, 65535),
+        type=int_in_range("port", 0, 65535),
         default=DEFAULT_PORT,
         help=f"TCP port on {HOST}, or 0 for a free port (default: %(default)s)",
     )
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rounds",
-        type=_int_in_range("number of rounds", 0, len(ROUNDS)),
+        type=int_in_range("number of rounds", 0, len(ROUNDS)),
         default=len(ROUNDS),
         help="how many times to run the example suite (default: %(default)s)",
     )
@@ -123,23 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the server and exit once the example runs are stored",
     )
     return parser
-
-
-def _int_in_range(name: str, minimum: int, maximum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"invalid {name} {value!r}: expected an integer"
-            ) from None
-        if not minimum <= number <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"invalid {name} {number}: use a value from {minimum} to {maximum}"
-            )
-        return number
-
-    return parse
 
 
 # --- credentials --------------------------------------------------------------

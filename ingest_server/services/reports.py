@@ -33,6 +33,7 @@ from ingest_server.services.context import ProjectScope, RequestContext
 from ingest_server.services.errors import FieldError, InvalidInput, NotFound, Unauthenticated
 from ingest_server.services.runs import (
     RunListing,
+    ci_out,
     list_run_page,
     load_run,
     summary_totals,
@@ -99,14 +100,7 @@ def run_row(project_key: str, run: TestRun, totals: dict[str, int]) -> rs.RunRow
         finished_at=run.finished_at,
         duration=duration,
         exit_status=run.exit_status,
-        ci=schemas.CiOut(
-            provider=run.ci_provider,
-            branch=run.branch,
-            commit=run.commit,
-            build_url=run.build_url,
-            job=run.job,
-            pull_request=run.pull_request,
-        ),
+        ci=ci_out(run),
         counts=_outcome_counts(totals),
         pass_rate=pass_rate(totals),
         page_url=run_page_url(project_key, run.id),

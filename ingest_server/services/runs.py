@@ -33,6 +33,18 @@ def run_url(ctx: RequestContext, project_key: str, run_id: uuid.UUID) -> str:
     return f"{ctx.base_url}/projects/{project_key}/runs/{run_id}"
 
 
+def ci_out(run: TestRun) -> schemas.CiOut:
+    """Return the run's CI metadata as the API shows it."""
+    return schemas.CiOut(
+        provider=run.ci_provider,
+        branch=run.branch,
+        commit=run.commit,
+        build_url=run.build_url,
+        job=run.job,
+        pull_request=run.pull_request,
+    )
+
+
 async def load_run(session: AsyncSession, project: ProjectScope, run_id: uuid.UUID) -> TestRun:
     run = await run_repo.get_run(session, project.id, run_id)
     if run is None:
@@ -355,14 +367,7 @@ class RunService:
             started_at=run.started_at,
             finished_at=run.finished_at,
             exit_status=run.exit_status,
-            ci=schemas.CiOut(
-                provider=run.ci_provider,
-                branch=run.branch,
-                commit=run.commit,
-                build_url=run.build_url,
-                job=run.job,
-                pull_request=run.pull_request,
-            ),
+            ci=ci_out(run),
             report_url=run_url(ctx, project.key, run.id),
             totals=schemas.Totals(**totals),
             tests=sum(totals.values()),
