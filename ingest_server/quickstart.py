@@ -409,10 +409,11 @@ def print_access(base_url: str, runs: list[tuple[Round, str]], credentials: Cred
     print(f"Sign in at {base_url}/login")
     print(f"  email:    {credentials.email}")
     print(f"  password: {credentials.password or 'unknown (see above)'}")
-    print("Report your own pytest runs to this server:")
+    # The pytest of this environment has the plugin; another one on PATH may not.
+    print("Report your own pytest runs to this server, from your project's folder:")
     print(
         f"  TESTOQA_URL={base_url} TESTOQA_TOKEN={credentials.token} "
-        f"pytest --testoqa-project {PROJECT_KEY}"
+        f"{sys.executable} -m pytest --testoqa-project {PROJECT_KEY}"
     )
 
 

@@ -113,7 +113,10 @@ async def test_token_cannot_report(client: Any, services: Services, tenant_a: Te
     response = await client.post(f"{API}/{tenant_a.key}/runs", json=body, headers=bearer(secret))
 
     assert response.status == 403
-    assert (await response.json())["error"]["code"] == "permission_denied"
+    error = (await response.json())["error"]
+    assert error["code"] == "permission_denied"
+    # The reason is the token's kind, not the user's role.
+    assert "personal access token only reads" in error["message"]
 
 
 async def test_token_cannot_manage_tokens(

@@ -64,6 +64,11 @@ class RequestContext:
         if self.project is None:
             raise NotFound(f"project {self.project_key!r} not found")
         if action not in self.project.actions:
+            if self.principal.read_only:
+                raise PermissionDenied(
+                    f"a personal access token only reads results; {action.value!r} on project "
+                    f"{self.project.key!r} needs a project API token or a signed-in session"
+                )
             role = self.project.role.value if self.project.role else "none"
             raise PermissionDenied(
                 f"the role {role!r} on project {self.project.key!r} does not allow "
