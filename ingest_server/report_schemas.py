@@ -135,6 +135,11 @@ class RunReport(ReportModel):
     run: RunRow
     environment: dict[str, Any]
     collected_count: int | None
+    pending: int = Field(
+        default=0,
+        description="Collected tests of a running run with no result yet; they are not "
+        "counted as not_run until the run settles. Always 0 for a settled run.",
+    )
     summarized: bool = Field(
         description="True when read from the stored summary of a settled run."
     )
@@ -169,6 +174,7 @@ class BranchUse(ReportModel):
 class FailureDetail(ReportModel):
     execution_id: uuid.UUID
     run_id: uuid.UUID
+    run: RunRef | None = Field(default=None, description="The run of the failed attempt.")
     outcome: str
     attempt: int
     started_at: dt.datetime
@@ -234,6 +240,7 @@ class GateRuleResult(ReportModel):
 
 class GateVerdict(ReportModel):
     run_id: uuid.UUID
+    run: RunRef | None = Field(default=None, description="The judged run.")
     run_status: RunStatus
     passed: bool
     reason: str | None = Field(description="Why the run fails regardless of its rules, if so.")

@@ -190,3 +190,97 @@ async def test_runs_text_filter(client: Client, tenant_a: Tenant) -> None:
     page = await reporter.get_json("/runs", q="100%")
 
     assert [run["name"] for run in page["items"]] == ["nightly 100%"]
+
+
+async def test_running_report_pending_not_run(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    run_id = await reporter.run([attempt("t::a")], collected=["t::a", "t::b", "t::c"], settle=None)
+
+    report = await reporter.get_json(f"/runs/{run_id}/report")
+
+    assert report["run"]["counts"]["not_run"] == 0
+    assert report["run"]["counts"]["passed"] == 1
+    assert report["pending"] == 2
+    assert report["not_run"] == []
+
+
+async def test_settled_report_counts_not_run(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    run_id = await reporter.run([attempt("t::a")], collected=["t::a", "t::b"])
+
+    report = await reporter.get_json(f"/runs/{run_id}/report")
+
+    assert report["run"]["counts"]["not_run"] == 1
+    assert report["pending"] == 0
+    assert keys(report["not_run"]) == ["t::b"]
+
+
+async def test_slowest_only_executed_timed(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    run_id = await reporter.run(
+        [
+            attempt("t::slow", duration=0.5),
+            attempt("t::fast", duration=0.0004),
+            attempt("t::zero", duration=0.0),
+            attempt("t::skips", "skipped", duration=2.0, reason="no GPU"),
+        ]
+    )
+
+    report = await reporter.get_json(f"/runs/{run_id}/report")
+
+    assert keys(report["slowest"]) == ["t::slow", "t::fast"]
+
+
+async def test_compare_lists_real_duration_changes(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    base = await reporter.run(
+        [
+            attempt("t::noise", duration=0.0003),
+            attempt("t::ratio", duration=1.0),
+            attempt("t::big", duration=1.0),
+            attempt("t::bigger", duration=0.5),
+            attempt("t::faster", duration=2.0),
+            attempt("t::skips", "skipped", duration=0.1),
+        ],
+        started=0,
+    )
+    head = await reporter.run(
+        [
+            attempt("t::noise", duration=0.0009),
+            attempt("t::ratio", duration=1.1),
+            attempt("t::big", duration=3.0),
+            attempt("t::bigger", duration=4.0),
+            attempt("t::faster", duration=0.5),
+            attempt("t::skips", "skipped", duration=2.0),
+        ],
+        started=100,
+    )
+
+    comparison = await reporter.get_json("/compare", base=base, head=head)
+
+    assert keys(comparison["slower"]) == ["t::bigger", "t::big"]
+    assert keys(comparison["faster"]) == ["t::faster"]
+
+
+async def test_gate_verdict_names_runs(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await reporter.run([attempt("t::a")], name="nightly 1", started=0)
+    head = await reporter.run([failure("t::a", "E: x")], name="nightly 2", started=100)
+
+    verdict = await reporter.get_json(f"/runs/{head}/gate")
+
+    assert verdict["run"]["name"] == "nightly 2"
+    assert "nightly 1" in verdict["rules"][0]["detail"]
+    assert reporter.run_ids[0] not in verdict["rules"][0]["detail"]
+
+
+async def test_case_last_failure_names_run(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    run_id = await reporter.run([failure("t::a", "E: x")], name="nightly 7")
+    report = await reporter.get_json(f"/runs/{run_id}/report")
+    case_id = report["failure_groups"][0]["tests"][0]["id"]
+
+    case = await reporter.get_json(f"/cases/{case_id}/report")
+
+    assert case["last_failure"]["run"]["name"] == "nightly 7"
+    assert case["last_failure"]["run_id"] == run_id

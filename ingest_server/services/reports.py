@@ -11,6 +11,7 @@ Definitions every report shares (docs/reports.md explains them for users):
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -41,6 +42,13 @@ from ingest_server.services.runs import (
 from ingest_server.services.summaries import pass_rate
 
 FAILING = frozenset({"failed", "error"})
+# Outcomes whose duration is not the test body's: left out of slowest lists
+# and duration comparisons.
+NOT_EXECUTED = frozenset({"skipped", "not_run"})
+# A duration change is listed only when it is at least this many seconds and
+# the ratio head / base is outside MIN_CHANGE_RATIO..1 / MIN_CHANGE_RATIO.
+MIN_CHANGE_SECONDS = 0.001
+MIN_CHANGE_RATIO = 0.8
 DEFAULT_CASE_WINDOW = 30
 MAX_CASE_WINDOW = 200
 # The action that lets a principal change the gate rules: maintainers and admins.
@@ -220,10 +228,16 @@ class ReportService:
                 and await result_repo.get_summary(session, project.id, run.id) is not None
             )
             results = await result_repo.run_results(session, project.id, run)
+            pending = 0
+            if run.status == "running":
+                # A collected case without a result may still run: it is
+                # pending, not "not run", until the run settles.
+                pending = sum(1 for r in results if r["outcome"] == "not_run")
+                results = [r for r in results if r["outcome"] != "not_run"]
             baseline = await report_repo.previous_finished_run(session, project.id, run)
             previous = await self._baseline_outcomes(session, baseline, results)
             report = await _RunReportBuilder(session, project, run, results).build(
-                baseline, previous, summarized
+                baseline, previous, summarized, pending
             )
         return report
 
@@ -250,7 +264,10 @@ class ReportService:
                 raise NotFound(f"case {str(case_id)!r} not found in project {project.key!r}")
             rows = await report_repo.case_results(session, project.id, case_id, limit=window)
             failed = await report_repo.last_failed_execution(session, project.id, case_id)
-        return _case_report(case, window, rows, failed)
+            failed_run = None
+            if failed is not None:
+                failed_run = await run_repo.get_run(session, project.id, failed.run_id)
+        return _case_report(case, window, rows, failed, failed_run)
 
     # --- comparison ---------------------------------------------------------
 
@@ -388,7 +405,11 @@ class _RunReportBuilder:
         self.results = results
 
     async def build(
-        self, baseline: TestRun | None, previous: dict[uuid.UUID, str], summarized: bool
+        self,
+        baseline: TestRun | None,
+        previous: dict[uuid.UUID, str],
+        summarized: bool,
+        pending: int,
     ) -> rs.RunReport:
         failing = [r for r in self.results if r["outcome"] in FAILING]
         new_ids = set(new_failure_ids(self.results, previous))
@@ -415,6 +436,7 @@ class _RunReportBuilder:
             run=run_row(self.project.key, self.run, _counts(self.results)),
             environment=self.run.environment or {},
             collected_count=self.run.collected_count,
+            pending=pending,
             summarized=summarized,
             baseline=run_ref(baseline) if baseline is not None else None,
             new_failure_count=len(new_rows),
@@ -499,7 +521,11 @@ class _RunReportBuilder:
         ]
 
     def _slowest(self, cases: dict[uuid.UUID, TestCase]) -> list[rs.SlowCase]:
-        timed = [r for r in self.results if r["duration"] is not None]
+        timed = [
+            r
+            for r in self.results
+            if r["outcome"] not in NOT_EXECUTED and r["duration"] is not None and r["duration"] > 0
+        ]
         timed.sort(key=lambda r: (-r["duration"], str(r["case_id"])))
         return [
             rs.SlowCase(
@@ -514,6 +540,7 @@ def _case_report(
     window: int,
     rows: Sequence[tuple[Any, TestRun]],
     failed: Execution | None,
+    failed_run: TestRun | None = None,
 ) -> rs.CaseReport:
     history = [
         rs.CaseHistoryEntry(
@@ -541,6 +568,7 @@ def _case_report(
         last_failure = rs.FailureDetail(
             execution_id=failed.id,
             run_id=failed.run_id,
+            run=run_ref(failed_run) if failed_run is not None else None,
             outcome=failed.outcome,
             attempt=failed.attempt,
             started_at=failed.started_at,
@@ -621,8 +649,10 @@ def _duration_changes(
 ) -> tuple[list[rs.DurationChange], list[rs.DurationChange]]:
     changes: list[rs.DurationChange] = []
     for case_id in set(before) & set(after):
+        if {before[case_id]["outcome"], after[case_id]["outcome"]} & NOT_EXECUTED:
+            continue
         old, new = before[case_id]["duration"], after[case_id]["duration"]
-        if old is None or new is None or old == new:
+        if old is None or new is None or not _real_change(old, new):
             continue
         changes.append(
             rs.DurationChange(
@@ -633,9 +663,27 @@ def _duration_changes(
                 ratio=new / old if old > 0 else None,
             )
         )
+    # Both lists put the largest absolute change first.
     slower = sorted((c for c in changes if c.change > 0), key=lambda c: (-c.change, c.case.key))
     faster = sorted((c for c in changes if c.change < 0), key=lambda c: (c.change, c.case.key))
     return slower[: rs.SLOWEST_LISTED], faster[: rs.SLOWEST_LISTED]
+
+
+def _real_change(old: float, new: float) -> bool:
+    """Tell whether a duration change is large in seconds and in ratio, not timer noise."""
+    if abs(new - old) < MIN_CHANGE_SECONDS:
+        return False
+    if old <= 0:
+        return True
+    return not MIN_CHANGE_RATIO < new / old < 1 / MIN_CHANGE_RATIO
+
+
+def run_label(run: TestRun) -> str:
+    """Return a run's name, or its short id and start time when it has no name."""
+    if run.name:
+        return run.name
+    started = run.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{str(run.id)[:8]} ({started})"
 
 
 def _verdict(
@@ -650,7 +698,7 @@ def _verdict(
     if rules.no_new_failures:
         new = len(new_failure_ids(results, previous))
         against = (
-            f"compared with run {baseline.id} on the same branch"
+            f"compared with run {run_label(baseline)} on the same branch"
             if baseline is not None
             else "with no earlier finished run on this branch, every failure is new"
         )
@@ -697,6 +745,7 @@ def _verdict(
         reason = "the run was interrupted, so some tests may not have run"
     return rs.GateVerdict(
         run_id=run.id,
+        run=run_ref(run),
         run_status=_status(run),
         passed=reason is None and all(check.passed for check in checks),
         reason=reason,

@@ -10,7 +10,7 @@ from aiohttp import web
 from ingest_server.services.admin import MAX_TOKEN_NAME_LENGTH, UnknownUser
 from ingest_server.services.auth import IssuedToken
 from ingest_server.services.authz import TOKEN_ROLES, Role
-from ingest_server.services.errors import Conflict, InvalidInput, NotFound
+from ingest_server.services.errors import Conflict, FieldError, InvalidInput, NotFound
 from ingest_server.services.sessions import (
     MAX_EMAIL_LENGTH,
     MAX_PASSWORD_LENGTH,
@@ -30,6 +30,7 @@ from ingest_server.web.middlewares import (
     safe_next,
     set_session_cookie,
 )
+from ingest_server.web.requests import check_query
 from ingest_server.web.templating import render
 
 LOGIN_CSRF_MAX_AGE = 2 * 60 * 60
@@ -178,8 +179,29 @@ async def logout(request: web.Request) -> web.Response:
 # --- personal access tokens -------------------------------------------------
 
 
+# Success messages shown after a redirect-after-POST, by the value of ?done=.
+DONE_MESSAGES = {
+    "token-revoked": "Token revoked.",
+    "member-saved": "Member saved.",
+    "member-removed": "Member removed.",
+}
+
+
+def _done_message(request: web.Request) -> str | None:
+    check_query(request, ("done",))
+    done = request.query.get("done")
+    if done is None:
+        return None
+    if done not in DONE_MESSAGES:
+        raise InvalidInput(
+            f"invalid done value {done[:40]!r}: use one of {', '.join(DONE_MESSAGES)}",
+            details=[FieldError("done", f"one of {', '.join(DONE_MESSAGES)}")],
+        )
+    return DONE_MESSAGES[done]
+
+
 async def account(request: web.Request) -> web.Response:
-    return await _render_account(request)
+    return await _render_account(request, success=_done_message(request))
 
 
 async def _render_account(
@@ -187,6 +209,7 @@ async def _render_account(
     *,
     issued: IssuedToken | None = None,
     message: str | None = None,
+    success: str | None = None,
     status: int = 200,
 ) -> web.Response:
     ctx = get_context(request)
@@ -195,6 +218,7 @@ async def _render_account(
         "tokens": tokens,
         "issued": issued,
         "message": message,
+        "success": success,
         "max_name_length": MAX_TOKEN_NAME_LENGTH,
     }
     return render(request, "account/index.html", context, status=status)
@@ -217,7 +241,7 @@ async def revoke_personal_token(request: web.Request) -> web.Response:
     ctx = get_context(request)
     number = path_number(request, "number", "personal access token")
     await request.app[SERVICES_KEY].auth.revoke_personal_token(ctx, number)
-    return see_other("/account")
+    return see_other("/account?done=token-revoked")
 
 
 # --- project settings -------------------------------------------------------
@@ -228,7 +252,7 @@ def _settings_path(key: str) -> str:
 
 
 async def settings(request: web.Request) -> web.Response:
-    return await _render_settings(request)
+    return await _render_settings(request, success=_done_message(request))
 
 
 async def _render_settings(
@@ -236,6 +260,7 @@ async def _render_settings(
     *,
     issued: IssuedToken | None = None,
     message: str | None = None,
+    success: str | None = None,
     status: int = 200,
 ) -> web.Response:
     ctx = get_context(request)
@@ -244,6 +269,7 @@ async def _render_settings(
         "overview": overview,
         "issued": issued,
         "message": message,
+        "success": success,
         "roles": [role.value for role in Role],
         "token_roles": [role.value for role in TOKEN_ROLES],
         "max_name_length": MAX_TOKEN_NAME_LENGTH,
@@ -268,7 +294,7 @@ async def revoke_project_token(request: web.Request) -> web.Response:
     ctx = get_context(request)
     number = path_number(request, "number", "token")
     await request.app[SERVICES_KEY].admin.revoke_token(ctx, number)
-    return see_other(_settings_path(ctx.project_key or ""))
+    return see_other(_settings_path(ctx.project_key or "") + "?done=token-revoked")
 
 
 async def set_member(request: web.Request) -> web.Response:
@@ -281,14 +307,14 @@ async def set_member(request: web.Request) -> web.Response:
         await admin.set_member(ctx, email, role)
     except (InvalidInput, Conflict, UnknownUser) as exc:
         return await _render_settings(request, message=exc.message, status=status_for(exc))
-    return see_other(_settings_path(ctx.project_key or ""))
+    return see_other(_settings_path(ctx.project_key or "") + "?done=member-saved")
 
 
 async def remove_member(request: web.Request) -> web.Response:
     ctx = get_context(request)
     user_id = path_number(request, "user_id", "user")
     await request.app[SERVICES_KEY].admin.remove_member(ctx, user_id)
-    return see_other(_settings_path(ctx.project_key or ""))
+    return see_other(_settings_path(ctx.project_key or "") + "?done=member-removed")
 
 
 def add_routes(app: web.Application) -> None:

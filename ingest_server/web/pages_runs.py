@@ -8,6 +8,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from ingest_server import report_schemas as rs
+from ingest_server.services.clock import utcnow
 from ingest_server.services.errors import FieldError, InvalidInput
 from ingest_server.services.pagination import DEFAULT_LIMIT
 from ingest_server.services.reports import DEFAULT_CASE_WINDOW, EDIT_GATE
@@ -87,6 +88,14 @@ async def run_page(request: web.Request) -> web.Response:
         "runs/detail.html",
         {
             "report": report,
+            "running": report.run.status == "running",
+            # The static sections of a running run are a snapshot taken now.
+            "rendered_at": utcnow(),
+            "environment": {
+                name: value
+                for name, value in report.environment.items()
+                if value not in (None, "", {}, [])
+            },
             # The live-progress partial reads run, totals and project_key.
             "run": {
                 "id": report.run.id,
@@ -116,12 +125,12 @@ def _duration_chart(report: rs.CaseReport) -> Markup | None:
     if len(history) < 2:
         return None
     labels = [entry.run.started_at.strftime("%m-%d %H:%M") for entry in history]
-    return line_chart(
-        f"Duration of {report.case.key}",
-        labels,
-        {"duration": [entry.duration for entry in history]},
-        "seconds",
-    )
+    # The table's duration filter writes anything under a second in ms, so
+    # a chart of sub-second values uses ms too.
+    longest = max((entry.duration or 0.0 for entry in history), default=0.0)
+    scale, unit = (1000.0, "milliseconds") if longest < 1 else (1.0, "seconds")
+    values = [None if entry.duration is None else entry.duration * scale for entry in history]
+    return line_chart(f"Duration of {report.case.key}", labels, {"duration": values}, unit)
 
 
 async def compare_page(request: web.Request) -> web.Response:
