@@ -144,7 +144,7 @@ async def test_revoked_token_rejected(client: Any, services: Services, tenant_a:
         "/account/tokens/1/revoke", data=member.form(), allow_redirects=False
     )
     assert response.status == 303
-    assert response.headers["Location"] == "/account"
+    assert response.headers["Location"] == "/account?done=token-revoked"
 
     path = f"{API}/{tenant_a.key}/runs"
     response = await client.get(path, headers=bearer(secret))

@@ -161,7 +161,7 @@ async def test_admin_adds_changes_removes_member(
         members_path, data=admin.form(email=email, role="viewer"), allow_redirects=False
     )
     assert response.status == 303
-    assert response.headers["Location"] == settings_path(tenant_a)
+    assert response.headers["Location"] == settings_path(tenant_a) + "?done=member-saved"
     assert (await settings_page(client, tenant_a)).members[email] == "viewer"
 
     response = await client.post(members_path, data=admin.form(email=email, role="maintainer"))
