@@ -38,8 +38,8 @@ class FlakyTest(ResponseModel):
     last_outcome: str
     last_run_id: uuid.UUID
     evidence: list[FlakyEvidence] = Field(
-        description="The runs on either side of each flip and the runs passed on a rerun, "
-        "newest first."
+        description="Only the runs on either side of each flip and the runs passed on a "
+        "rerun, newest first; runs_seen counts every run with a verdict."
     )
 
 
@@ -48,8 +48,9 @@ class FlakyReport(ResponseModel):
     branch: str | None = Field(description="The branch read; null for all branches.")
     window: int = Field(description="The number of finished runs requested.")
     runs: int = Field(description="The number of finished runs read (at most window).")
-    min_flip_rate: float
+    min_flip_rate: float = Field(description="A fraction from 0 to 1, such as 0.1 for 10 %.")
     min_runs: int
+    min_flips: int = Field(description="Flips a test needs to be listed for flipping.")
     limit: int
     first_run_at: dt.datetime | None
     last_run_at: dt.datetime | None
@@ -90,7 +91,17 @@ class SlowReport(ResponseModel):
     branch: str | None = Field(description="The branch read; null for all branches.")
     window: int
     runs: int = Field(description="The number of finished runs read (at most window).")
-    recent: int = Field(description="The newest runs of the window that form the recent part.")
+    recent: int = Field(
+        description="The newest runs of the window that form the recent part: the value "
+        "requested, or half of the runs found (1 to 5) when none was requested."
+    )
+    recent_given: bool = Field(description="False when recent took its default.")
+    recent_runs: int = Field(description="Runs read that form the recent part.")
+    baseline_runs: int = Field(description="Runs read that form the baseline.")
+    regressions_note: str | None = Field(
+        description="Why no regression can be flagged, when either part has fewer than 2 "
+        "runs; null otherwise."
+    )
     min_ratio: float
     min_delta: float
     limit: int

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from html.parser import HTMLParser
 
-from ingest_server.web.charts import DASHES, bar_chart, line_chart
+import pytest
+
+from ingest_server.web.charts import (
+    CHAR_WIDTH,
+    DASHES,
+    LABEL_FONT_SIZE,
+    bar_chart,
+    line_chart,
+    run_labels,
+)
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
@@ -159,3 +170,77 @@ def test_chart_without_data_still_renders():
 
     assert tree.text["desc"] == ["No data."]
     assert tree.named("tr") == [{}]
+
+
+def test_run_labels_minutes_when_distinct() -> None:
+    times = [dt.datetime(2026, 12, 5, 0, minute, 7, tzinfo=dt.UTC) for minute in (38, 39)]
+
+    assert run_labels(times) == ["12-05 00:38", "12-05 00:39"]
+
+
+def test_run_labels_seconds_within_one_minute() -> None:
+    times = [dt.datetime(2026, 12, 5, 0, 38, second, tzinfo=dt.UTC) for second in (1, 9, 30)]
+
+    assert run_labels(times) == ["12-05 00:38:01", "12-05 00:38:09", "12-05 00:38:30"]
+
+
+def test_run_labels_ordinals_within_one_second() -> None:
+    start = dt.datetime(2026, 12, 5, 0, 38, 1, tzinfo=dt.UTC)
+    times = [start, start + dt.timedelta(milliseconds=200)]
+
+    assert run_labels(times) == ["#1 · 12-05 00:38:01", "#2 · 12-05 00:38:01"]
+
+
+def test_line_chart_makes_equal_labels_distinct() -> None:
+    svg = str(line_chart("T", ["12-05 00:38"] * 3, {"a": [1.0, 2.0, 3.0]}, "s"))
+
+    x_labels = x_axis_labels(svg)
+    row_headers = Tree(svg).text["th"]
+
+    assert [text for text, _ in x_labels] == [
+        "#1 · 12-05 00:38",
+        "#2 · 12-05 00:38",
+        "#3 · 12-05 00:38",
+    ]
+    assert "#3 · 12-05 00:38" in row_headers
+
+
+def x_axis_labels(svg: str) -> list[tuple[str, float]]:
+    """Return each x-axis label's text and its right end in SVG units, estimated from its length.
+
+    The estimate uses the chart's own font size and a character width of 0.7
+    of it, wider than the chart module assumes, so the check stays on the safe side.
+    """
+    plot_left = float(re.search(r'transform="translate\((\d+(?:\.\d+)?), ', svg).group(1))
+    axis = svg[svg.index('class="axis x') :]
+    axis = axis[: axis.index('class="series')]
+    labels = []
+    for match in re.finditer(
+        r'<text x="([\d.]+)"[^>]*?( transform="rotate\((\d+))?[^>]*>([^<]*)</text>', axis
+    ):
+        x, rotated, angle, text = (
+            float(match.group(1)),
+            match.group(2),
+            match.group(3),
+            match.group(4),
+        )
+        width = len(text) * LABEL_FONT_SIZE * 0.7
+        if rotated:
+            right = plot_left + x + width * math.cos(math.radians(float(angle)))
+        else:
+            right = plot_left + x + width / 2
+        labels.append((text, right))
+    return labels
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 12, 50])
+def test_line_chart_last_x_label_inside_svg(count: int) -> None:
+    labels = [f"#{n} · 12-05 00:38:{n % 60:02d}" for n in range(1, count + 1)]
+    svg = str(line_chart("T", labels, {"a": [1.0] * count}, "s"))
+    width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
+
+    text, right = x_axis_labels(svg)[-1]
+
+    assert text == labels[-1]
+    assert right <= width
+    assert CHAR_WIDTH < 0.7

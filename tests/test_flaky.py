@@ -143,6 +143,7 @@ async def test_flaky_default_branch_is_newest_runs(client: Client, tenant_a: Ten
     assert report["window"] == 20
     assert report["min_flip_rate"] == 0.1
     assert report["min_runs"] == 3
+    assert report["min_flips"] == 2
 
 
 async def test_flaky_window_limits_runs(client: Client, tenant_a: Tenant) -> None:
@@ -152,7 +153,7 @@ async def test_flaky_window_limits_runs(client: Client, tenant_a: Tenant) -> Non
     # The newest three main runs contain P and F for t::flips (the newest run
     # lacks it), so it ran in two runs, fewer than min_runs 3.
     report = await flaky(reporter, branch="main", window="3")
-    relaxed = await flaky(reporter, branch="main", window="3", min_runs="2")
+    relaxed = await flaky(reporter, branch="main", window="3", min_runs="2", min_flips="1")
 
     assert report["runs"] == 3
     assert "t::flips" not in by_key(report)
@@ -165,9 +166,9 @@ async def test_flaky_min_flip_rate_filters(client: Client, tenant_a: Tenant) -> 
         items = [attempt("t::once") if outcome == "passed" else failure("t::once", "E")]
         await reporter.run(items, started=number * 100.0)
 
-    # One flip over five runs: 1 / 4 = 0.25.
-    low = await flaky(reporter, min_flip_rate="0.25")
-    high = await flaky(reporter, min_flip_rate="0.3")
+    # One flip over five runs: 1 / 4 = 0.25. min_flips 1 lets a single flip through.
+    low = await flaky(reporter, min_flip_rate="0.25", min_flips="1")
+    high = await flaky(reporter, min_flip_rate="0.3", min_flips="1")
 
     assert by_key(low)["t::once"]["flip_rate"] == 0.25
     assert "t::once" not in by_key(high)
@@ -255,6 +256,9 @@ def test_csv_cell_keeps_numbers_and_plain_text() -> None:
         ({"min_flip_rate": "1.5"}, "min_flip_rate", "from 0 to 1"),
         ({"min_flip_rate": "nan"}, "min_flip_rate", "from 0 to 1"),
         ({"min_runs": "1"}, "min_runs", "from 2 to 200"),
+        ({"min_flips": "0"}, "min_flips", "from 1 to 200"),
+        ({"min_flips": "201"}, "min_flips", "from 1 to 200"),
+        ({"min_flips": "two"}, "min_flips", "from 1 to 200"),
         ({"limit": "0"}, "limit", "from 1 to 500"),
         ({"format": "xml"}, "format", "json or csv"),
         ({"branch": "b" * 251}, "branch", "at most 250 characters"),
@@ -283,3 +287,61 @@ async def test_flaky_unknown_branch_is_empty(client: Client, tenant_a: Tenant) -
 
     assert report["runs"] == 0
     assert report["tests"] == []
+
+
+# Outcomes per run, oldest first: a fix, a regression, a flaky test, and a
+# test that passed on a rerun in the middle run (marked "rerun").
+FIX_AND_REGRESSION = {
+    "t::fixed": ("failed", "passed", "passed"),
+    "t::broken": ("passed", "failed", "failed"),
+    "t::flaky": ("passed", "failed", "passed"),
+    "t::rerun": ("passed", "rerun", "passed"),
+}
+
+
+async def report_fix_and_regression(reporter: Reporter) -> None:
+    for number in range(3):
+        items = []
+        for key, outcomes in FIX_AND_REGRESSION.items():
+            outcome = outcomes[number]
+            if outcome == "passed":
+                items.append(attempt(key))
+            elif outcome == "failed":
+                items.append(failure(key, "AssertionError: 1 != 2"))
+            else:
+                items.append(failure(key, "TimeoutError: slow", number=1))
+                items.append(attempt(key, number=2, started=5))
+        await reporter.run(items, started=number * 100.0, branch="main")
+
+
+async def test_flaky_single_flip_not_listed(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_fix_and_regression(reporter)
+
+    listed = by_key(await flaky(reporter))
+
+    assert "t::fixed" not in listed
+    assert "t::broken" not in listed
+    assert listed["t::flaky"]["flips"] == 2
+    assert listed["t::rerun"]["passed_on_rerun"] == 1
+
+
+async def test_flaky_min_flips_one_lists_fixes(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_fix_and_regression(reporter)
+
+    report = await flaky(reporter, min_flips="1")
+    listed = by_key(report)
+
+    assert report["min_flips"] == 1
+    assert listed["t::fixed"]["flips"] == 1
+    assert listed["t::broken"]["flips"] == 1
+
+
+async def test_flaky_rerun_listed_despite_min_flips(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_fix_and_regression(reporter)
+
+    listed = by_key(await flaky(reporter, min_flips="200"))
+
+    assert set(listed) == {"t::rerun"}

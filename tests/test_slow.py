@@ -136,7 +136,9 @@ async def test_slow_defaults(client: Client, tenant_a: Tenant) -> None:
     report: dict[str, Any] = await reporter.get_json("/slow")
 
     assert report["window"] == 10
-    assert report["recent"] == 5
+    # Without recent, the recent part is half of the 8 runs found.
+    assert report["recent"] == 4
+    assert report["recent_given"] is False
     assert report["min_ratio"] == 1.5
     assert report["min_delta"] == 0.1
     assert report["branch"] == "main"
@@ -188,6 +190,7 @@ async def test_slow_csv_rows_and_header(client: Client, tenant_a: Tenant) -> Non
         ({"window": "1"}, "window", "from 2 to 200"),
         ({"window": "x"}, "window", "from 2 to 200"),
         ({"recent": "0"}, "recent", "from 1 to 199"),
+        ({"recent": "soon"}, "recent", "from 1 to 199"),
         ({"min_ratio": "0.5"}, "min_ratio", "from 1 to 1000"),
         ({"min_ratio": "inf"}, "min_ratio", "from 1 to 1000"),
         ({"min_delta": "-1"}, "min_delta", "from 0 to 86400"),
@@ -223,3 +226,69 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([5.0], 0.9) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 0.9) == 9.0
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+
+
+async def report_series(reporter: Reporter, durations: list[float]) -> None:
+    for number, duration in enumerate(durations):
+        items = [attempt("t::slower", duration=duration), attempt("t::instant", duration=0.0)]
+        await reporter.run(items, started=number * 100.0)
+
+
+async def test_slow_default_recent_is_half_of_runs(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_series(reporter, [1.0, 1.0, 3.0, 3.0])
+
+    report: dict[str, Any] = await reporter.get_json("/slow")
+
+    assert report["runs"] == 4
+    assert report["recent"] == 2
+    assert report["recent_runs"] == 2
+    assert report["baseline_runs"] == 2
+    assert report["regressions_note"] is None
+    assert [item["case_key"] for item in report["regressions"]] == ["t::slower"]
+
+
+async def test_slow_few_runs_explains_empty_regressions(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_series(reporter, [1.0, 1.0, 3.0])
+
+    report: dict[str, Any] = await reporter.get_json("/slow")
+
+    assert report["recent"] == 1
+    assert report["recent_runs"] == 1
+    assert report["baseline_runs"] == 2
+    assert report["regressions"] == []
+    assert "the recent part has 1 and the baseline 2" in report["regressions_note"]
+
+
+async def test_slow_explicit_recent_kept(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_durations(reporter)
+
+    report = await slow(reporter, window="10", recent="5")
+
+    assert report["recent"] == 5
+    assert report["recent_given"] is True
+    assert report["recent_runs"] == 5
+    assert report["baseline_runs"] == 3
+    assert report["regressions_note"] is None
+
+
+async def test_slow_recent_covering_window_has_note(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_durations(reporter)
+
+    report = await slow(reporter, window="3", recent="5")
+
+    assert report["recent_runs"] == 3
+    assert report["baseline_runs"] == 0
+    assert "the baseline 0" in report["regressions_note"]
+
+
+async def test_slow_slowest_leaves_out_zero_median(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_series(reporter, [1.0, 1.0, 3.0, 3.0])
+
+    report: dict[str, Any] = await reporter.get_json("/slow")
+
+    assert [test["case_key"] for test in report["slowest"]] == ["t::slower"]

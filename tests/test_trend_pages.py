@@ -139,8 +139,9 @@ async def test_flaky_page_shows_window_and_thresholds(client: Client, tenant_a: 
 
     assert values["Branch"] == "main"
     assert values["Window"].startswith("the newest 3 finished runs; 3 read")
-    assert values["Minimum flip rate"] == "50.0 %"
+    assert values["Minimum flip rate"] == "0.5, that is 50.0 % of the chances to flip"
     assert values["Minimum runs"] == "3"
+    assert values["Minimum flips"] == "2"
     form = page.find("form", **{"class": "filters"})
     inputs = {i.attrs["name"]: i.attrs["value"] for i in form.find_all("input")}
     assert inputs == {
@@ -148,6 +149,7 @@ async def test_flaky_page_shows_window_and_thresholds(client: Client, tenant_a: 
         "window": "3",
         "min_flip_rate": "0.5",
         "min_runs": "3",
+        "min_flips": "2",
         "limit": "100",
     }
 
@@ -286,3 +288,86 @@ async def test_report_pages_for_signed_in_member(
     assert own.status == 200
     assert other.status == 404
     assert export.status == 200
+
+
+async def test_flaky_page_says_evidence_is_flips_only(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await report_flaky(reporter)
+
+    page = await get_page(client, tenant_a, "flaky")
+    headers = [th.full_text for th in page.find("table").find("thead").find_all("th")]
+
+    assert "Evidence: flips and reruns" in headers
+    assert "Runs seen" in headers
+
+
+async def test_report_page_hint_names_default_branch(client: Client, tenant_a: Tenant) -> None:
+    page = await get_page(client, tenant_a, "trends")
+
+    hint = page.find("p", id="branch-hint").full_text
+
+    assert "the branch of the newest settled run" in hint
+    assert "all branches" in hint
+
+
+@pytest.mark.parametrize("path", ["flaky", "slow", "trends"])
+async def test_report_page_error_keeps_default_branch(
+    client: Client, tenant_a: Tenant, path: str
+) -> None:
+    reporter = Reporter(client, tenant_a)
+    await reporter.run([attempt("t::a")], started=0.0, branch="release")
+
+    page = await get_page(client, tenant_a, path, status=422, window="9999")
+    form = page.find("form", **{"class": "filters"})
+    values = {i.attrs["name"]: i.attrs["value"] for i in form.find_all("input")}
+
+    assert values["branch"] == "release"
+    assert values["window"] == "9999"
+
+
+async def test_report_page_error_keeps_sent_branch(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    await reporter.run([attempt("t::a")], started=0.0, branch="release")
+
+    page = await get_page(client, tenant_a, "slow", status=422, branch="", window="1")
+    form = page.find("form", **{"class": "filters"})
+    values = {i.attrs["name"]: i.attrs["value"] for i in form.find_all("input")}
+
+    assert values["branch"] == ""
+
+
+async def test_slow_page_explains_too_few_runs(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    for number, duration in enumerate([1.0, 1.0, 3.0]):
+        await reporter.run([attempt("t::slower", duration=duration)], started=number * 100.0)
+
+    page = await get_page(client, tenant_a, "slow")
+    note = page.find("p", id="regressions-note").full_text
+    empty = [p.full_text for p in page.find_all("p") if p.has_class("empty")]
+    form = page.find("form", **{"class": "filters"})
+    recent = form.find("input", name="recent")
+
+    assert "the recent part has 1 and the baseline 2" in note
+    assert "No test got slower in this window." not in empty
+    assert page.find_all("table", **{"class": "regressions"}) == []
+    assert recent.attrs["value"] == ""
+    assert "required" not in recent.attrs
+
+
+async def test_slow_page_blank_recent_uses_default(client: Client, tenant_a: Tenant) -> None:
+    reporter = Reporter(client, tenant_a)
+    for number, duration in enumerate([1.0, 1.0, 3.0, 3.0]):
+        await reporter.run([attempt("t::slower", duration=duration)], started=number * 100.0)
+
+    page = await get_page(client, tenant_a, "slow", recent="")
+    settings = page.find("dl", id="report-settings")
+    values = dict(
+        zip(
+            [dt.full_text for dt in settings.find_all("dt")],
+            [dd.full_text for dd in settings.find_all("dd")],
+            strict=True,
+        )
+    )
+
+    assert values["Recent runs"].startswith("the newest 2 runs read, against the 2 before them")
+    assert page.find_all("table", **{"class": "regressions"}) != []

@@ -71,9 +71,22 @@ MIN_FLIP_RATE = Bound(
     "min_flip_rate", 0.1, 0, 1, False, "List a test whose flip rate is at least this."
 )
 MIN_RUNS = Bound("min_runs", 3, 2, 200, True, "List flips of a test that ran in this many runs.")
+# One change of outcome is a fix (failed, then passed) or a regression (passed,
+# then failed), not flakiness, so by default a test needs two flips to be listed.
+MIN_FLIPS = Bound(
+    "min_flips", 2, 1, 200, True, "List a test that flipped at least this many times."
+)
 FLAKY_LIMIT = Bound("limit", 100, 1, 500, True, "At most this many tests.")
 SLOW_WINDOW = Bound("window", 10, 2, 200, True, "How many of the newest finished runs to read.")
-RECENT = Bound("recent", 5, 1, 199, True, "The newest runs of the window compared with the rest.")
+RECENT = Bound(
+    "recent",
+    5,
+    1,
+    199,
+    True,
+    "The newest runs of the window compared with the rest. Absent: half of the runs found, "
+    "from 1 to 5.",
+)
 MIN_RATIO = Bound("min_ratio", 1.5, 1, 1000, False, "Flag a recent / baseline median this high.")
 MIN_DELTA = Bound(
     "min_delta", 0.1, 0, 86400, False, "Flag only when the medians differ by this many seconds."
@@ -89,6 +102,7 @@ class FlakyQuery:
     window: int = int(FLAKY_WINDOW.default)
     min_flip_rate: float = MIN_FLIP_RATE.default
     min_runs: int = int(MIN_RUNS.default)
+    min_flips: int = int(MIN_FLIPS.default)
     limit: int = int(FLAKY_LIMIT.default)
 
     def check(self) -> None:
@@ -96,6 +110,7 @@ class FlakyQuery:
         FLAKY_WINDOW.check(self.window)
         MIN_FLIP_RATE.check(self.min_flip_rate)
         MIN_RUNS.check(self.min_runs)
+        MIN_FLIPS.check(self.min_flips)
         FLAKY_LIMIT.check(self.limit)
 
 
@@ -103,7 +118,8 @@ class FlakyQuery:
 class SlowQuery:
     branch: str | None = None
     window: int = int(SLOW_WINDOW.default)
-    recent: int = int(RECENT.default)
+    # None splits the runs found in half, see recent_part().
+    recent: int | None = None
     min_ratio: float = MIN_RATIO.default
     min_delta: float = MIN_DELTA.default
     limit: int = int(SLOW_LIMIT.default)
@@ -114,7 +130,8 @@ class SlowQuery:
         # recent may reach or pass the window: the baseline is then empty and
         # no test is flagged. Rejecting it would make valid values of one
         # parameter depend on another.
-        RECENT.check(self.recent)
+        if self.recent is not None:
+            RECENT.check(self.recent)
         MIN_RATIO.check(self.min_ratio)
         MIN_DELTA.check(self.min_delta)
         SLOW_LIMIT.check(self.limit)
@@ -134,6 +151,15 @@ def _check_branch(branch: str | None) -> None:
     if branch is not None and len(branch) > MAX_BRANCH_LENGTH:
         message = f"use at most {MAX_BRANCH_LENGTH} characters"
         raise InvalidInput(f"invalid branch: {message}", details=[FieldError("branch", message)])
+
+
+def recent_part(runs_found: int) -> int:
+    """Return the default size of the recent part: half of the runs found, from 1 to 5.
+
+    A fixed default larger than half of a short history would leave the
+    baseline with too few runs to compare.
+    """
+    return max(1, min(int(RECENT.default), runs_found // 2))
 
 
 def median(values: Sequence[float]) -> float:
@@ -168,6 +194,12 @@ class TrendService:
         project = ctx.require(Action.READ_RESULTS)
         async with self._db.read() as session:
             return await trend_repo.recent_branches(session, project.id)
+
+    async def default_branch(self, ctx: RequestContext) -> str | None:
+        """Return the branch a report reads without a branch filter: the newest settled run's."""
+        project = ctx.require(Action.READ_RESULTS)
+        async with self._db.read() as session:
+            return await trend_repo.latest_branch(session, project.id)
 
     async def _window(
         self,
@@ -205,6 +237,7 @@ class TrendService:
             runs=len(runs),
             min_flip_rate=query.min_flip_rate,
             min_runs=query.min_runs,
+            min_flips=query.min_flips,
             limit=query.limit,
             first_run_at=runs[-1].started_at if runs else None,
             last_run_at=runs[0].started_at if runs else None,
@@ -218,9 +251,14 @@ class TrendService:
         query.check()
         branch, runs = await self._window(project, query.branch, FINISHED, query.window)
         run_ids = [run.id for run in runs]
+        recent = query.recent if query.recent is not None else recent_part(len(runs))
+        recent_runs = min(recent, len(runs))
+        baseline_runs = len(runs) - recent_runs
+
         async with self._db.read() as session:
             samples = await trend_repo.passed_durations(session, project.id, run_ids)
-        slowest, regressions = _slow_lists(query, samples)
+        slowest, regressions = _slow_lists(query, recent, samples)
+
         shown = {case_id for case_id, _ in slowest} | {case_id for case_id, _ in regressions}
         async with self._db.read() as session:
             names = await trend_repo.case_names(session, project.id, sorted(shown))
@@ -230,7 +268,11 @@ class TrendService:
             branch=branch,
             window=query.window,
             runs=len(runs),
-            recent=query.recent,
+            recent=recent,
+            recent_given=query.recent is not None,
+            recent_runs=recent_runs,
+            baseline_runs=baseline_runs,
+            regressions_note=_regressions_note(recent_runs, baseline_runs),
             min_ratio=query.min_ratio,
             min_delta=query.min_delta,
             limit=query.limit,
@@ -328,7 +370,7 @@ def _flaky_test(
     flip_rate = flips / (len(ran) - 1) if len(ran) > 1 else None
     reruns = sum(row.passed_on_rerun for row in rows)
     flipping = (
-        flips > 0
+        flips >= query.min_flips
         and len(ran) >= query.min_runs
         and flip_rate is not None
         and flip_rate >= query.min_flip_rate
@@ -374,13 +416,25 @@ def _evidence_entry(row: Result, run: WindowRun, links: _Links) -> out.FlakyEvid
 Figures = dict[str, float | int | None]
 
 
+def _regressions_note(recent_runs: int, baseline_runs: int) -> str | None:
+    """Explain why no regression can be flagged, or return None when both parts are big enough."""
+    if min(recent_runs, baseline_runs) >= MIN_REGRESSION_SAMPLES:
+        return None
+    return (
+        f"Too few runs to look for regressions: the recent part has {recent_runs} and the "
+        f"baseline {baseline_runs}, and each needs at least {MIN_REGRESSION_SAMPLES}. "
+        "Widen the window, change recent, or wait for more runs."
+    )
+
+
 def _slow_lists(
-    query: SlowQuery, samples: dict[str, list[tuple[int, float]]]
+    query: SlowQuery, recent: int, samples: dict[str, list[tuple[int, float]]]
 ) -> tuple[list[tuple[uuid.UUID, Figures]], list[tuple[uuid.UUID, Figures]]]:
     """Return the slowest tests and the regressions, each sorted and cut to the limit.
 
     samples maps case ids (as text) to (run age, duration) pairs, where age 0
-    is the newest run of the window.
+    is the newest run of the window. Tests with a median of 0 are not listed as
+    slowest: they only pad the list.
     """
     slowest: list[tuple[str, Figures]] = []
     regressions: list[tuple[str, Figures]] = []
@@ -392,8 +446,9 @@ def _slow_lists(
             "max": max(durations),
             "runs": len(durations),
         }
-        slowest.append((case_id, figures))
-        regression = _regression(query, case_samples)
+        if _number(figures["median"]) > 0:
+            slowest.append((case_id, figures))
+        regression = _regression(query, recent, case_samples)
         if regression is not None:
             regressions.append((case_id, regression))
     slowest.sort(key=lambda item: (-_number(item[1]["median"]), item[0]))
@@ -408,10 +463,12 @@ def _number(value: float | int | None) -> float:
     return float(value or 0)
 
 
-def _regression(query: SlowQuery, case_samples: Sequence[tuple[int, float]]) -> Figures | None:
+def _regression(
+    query: SlowQuery, recent_size: int, case_samples: Sequence[tuple[int, float]]
+) -> Figures | None:
     """Return the figures of a duration regression, or None when the test did not get slower."""
-    recent = [duration for age, duration in case_samples if age < query.recent]
-    baseline = [duration for age, duration in case_samples if age >= query.recent]
+    recent = [duration for age, duration in case_samples if age < recent_size]
+    baseline = [duration for age, duration in case_samples if age >= recent_size]
     if len(recent) < MIN_REGRESSION_SAMPLES or len(baseline) < MIN_REGRESSION_SAMPLES:
         return None
     recent_median, baseline_median = median(recent), median(baseline)

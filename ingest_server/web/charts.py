@@ -11,6 +11,7 @@ escapes, and the table is built with markupsafe.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,6 +37,16 @@ MAX_X_LABELS = 10
 # 2-core AMD EPYC). Dash patterns still tell the lines apart.
 MAX_MARKED_POINTS = 60
 MARKER_RADIUS = 3.5
+# The SVG's own size. The page scales it to the figure's width (60rem in
+# style.css, 960 px at the default font size), so text is drawn at its size.
+WIDTH = 960
+HEIGHT = 360
+LABEL_FONT_SIZE = 12
+X_LABEL_ROTATION = 20
+# An estimate of a character's width as a fraction of the font size. pygal
+# draws text without measuring it, so the right margin is sized with this
+# generous average for the system sans-serif fonts.
+CHAR_WIDTH = 0.62
 
 _STYLE = Style(
     background="transparent",
@@ -45,8 +56,8 @@ _STYLE = Style(
     foreground_subtle="#5b6573",
     colors=COLORS,
     font_family="system-ui, sans-serif",
-    label_font_size=12,
-    major_label_font_size=12,
+    label_font_size=LABEL_FONT_SIZE,
+    major_label_font_size=LABEL_FONT_SIZE,
     legend_font_size=13,
     title_font_size=15,
     # Solid light guides, so that only data lines are dashed.
@@ -67,9 +78,11 @@ def line_chart(
 ) -> Markup:
     """Return a line chart, one dash pattern and marker shape per series, with its data table.
 
-    The y axis starts at zero unless y_range sets both ends, such as (0, 100)
-    for percentages.
+    Equal labels get their position in front, see distinct_labels(). The y
+    axis starts at zero unless y_range sets both ends, such as (0, 100) for
+    percentages.
     """
+    labels = distinct_labels(labels)
     marked = len(labels) <= MAX_MARKED_POINTS
     chart = pygal.Line(**_config(title, labels, y_title), show_dots=marked, range=y_range)
     for index, (name, values) in enumerate(series.items()):
@@ -83,14 +96,48 @@ def line_chart(
 
 def bar_chart(title: str, labels: Sequence[str], series: Series, y_title: str) -> Markup:
     """Return a bar chart with one fill pattern per series, and its data table."""
+    labels = distinct_labels(labels)
     chart = pygal.Bar(**_config(title, labels, y_title))
     for name, values in series.items():
         chart.add(name, list(values))
     return _figure(chart, title, labels, series, y_title, _hatch_bars, marked=False)
 
 
+def run_labels(times: Sequence[dt.datetime]) -> list[str]:
+    """Return x labels for runs started at times: month, day, hours and minutes.
+
+    Seconds are added when two runs share a minute. Labels that are still
+    equal get the run's position, oldest first, in front, as in "#3 · 12-05 00:38".
+    """
+    labels = [time.strftime("%m-%d %H:%M") for time in times]
+    if len(set(labels)) < len(labels):
+        labels = [time.strftime("%m-%d %H:%M:%S") for time in times]
+    return distinct_labels(labels)
+
+
+def distinct_labels(labels: Sequence[str]) -> list[str]:
+    """Return labels unchanged when they differ, else each prefixed with its position from 1."""
+    if len(set(labels)) == len(labels):
+        return list(labels)
+    return [f"#{position} · {label}" for position, label in enumerate(labels, start=1)]
+
+
+def _right_margin(labels: Sequence[str], rotation: int) -> int:
+    """Return the right margin that keeps the last x label inside the SVG.
+
+    pygal centres an unrotated label on its point, so half of it passes the
+    plot's right edge. A rotated label starts at its point and runs right.
+    """
+    if not labels:
+        return 20
+    width = len(labels[-1]) * LABEL_FONT_SIZE * CHAR_WIDTH
+    overhang = width * math.cos(math.radians(rotation)) if rotation else width / 2
+    return max(20, math.ceil(overhang) + 8)
+
+
 def _config(title: str, labels: Sequence[str], y_title: str) -> dict[str, Any]:
     label_count = len(labels)
+    rotation = X_LABEL_ROTATION if label_count > 4 else 0
     return {
         "title": title,
         "x_labels": list(labels),
@@ -99,11 +146,13 @@ def _config(title: str, labels: Sequence[str], y_title: str) -> dict[str, Any]:
         # No script at all: the default loads the tooltip script from a CDN.
         "js": [],
         "disable_xml_declaration": True,
-        "width": 800,
-        "height": 360,
+        "width": WIDTH,
+        "height": HEIGHT,
         "legend_at_bottom": True,
-        "truncate_label": 24,
-        "x_label_rotation": 20 if label_count > 4 else 0,
+        # -1 turns truncation off: a run's label is short, and a cut one is ambiguous.
+        "truncate_label": -1,
+        "x_label_rotation": rotation,
+        "margin_right": _right_margin(labels, rotation),
         # Long windows would print a label under every point.
         "show_minor_x_labels": label_count <= MAX_X_LABELS,
         "x_labels_major_count": min(label_count, MAX_X_LABELS),
@@ -388,4 +437,4 @@ def _value_at(values: Sequence[float | None], position: int) -> float | None:
     return values[position] if position < len(values) else None
 
 
-__all__ = ["bar_chart", "line_chart"]
+__all__ = ["bar_chart", "distinct_labels", "line_chart", "run_labels"]

@@ -14,7 +14,7 @@ from ingest_server.services import trends
 from ingest_server.services.authz import Action
 from ingest_server.services.errors import InvalidInput
 from ingest_server.web import trend_api
-from ingest_server.web.charts import line_chart
+from ingest_server.web.charts import line_chart, run_labels
 from ingest_server.web.errors import RequestError
 from ingest_server.web.keys import SERVICES_KEY, get_context
 from ingest_server.web.templating import render
@@ -22,8 +22,9 @@ from ingest_server.web.templating import render
 # Form labels of the numeric filters, by query parameter name.
 LABELS = {
     "window": "Window (runs)",
-    "min_flip_rate": "Minimum flip rate",
+    "min_flip_rate": "Minimum flip rate (0 to 1)",
     "min_runs": "Minimum runs",
+    "min_flips": "Minimum flips",
     "recent": "Recent runs",
     "min_ratio": "Minimum ratio",
     "min_delta": "Minimum delta (s)",
@@ -77,7 +78,8 @@ async def _report_page(
     ctx = get_context(request)
     # A project the caller may not see is a 404 before the query is looked at.
     project = ctx.require(Action.READ_RESULTS)
-    branches = await request.app[SERVICES_KEY].trends.branches(ctx)
+    service = request.app[SERVICES_KEY].trends
+    branches = await service.branches(ctx)
     context: dict[str, Any] = {
         "project_key": project.key,
         "bounds": {bound.name: bound for bound in bounds},
@@ -92,7 +94,10 @@ async def _report_page(
         report = await load(ctx)
     except (InvalidInput, RequestError) as exc:
         context["error"] = exc.message
-        context["form"] = _form_values(request.query, bounds, None)
+        # Without a branch in the address the report would have read the default
+        # branch, so the form shows that rather than an empty box (all branches).
+        default_branch = await service.default_branch(ctx)
+        context["form"] = _form_values(request.query, bounds, default_branch)
         return render(request, template, context, status=422)
     context["report"] = report
     context["form"] = _form_values(request.query, bounds, report.branch)
@@ -110,6 +115,9 @@ def _form_values(
         bound.name: query.get(bound.name, _plain_number(bound.default, bound.integer))
         for bound in bounds
     }
+    if "recent" in values:
+        # A blank recent field lets the report pick half of the runs it finds.
+        values["recent"] = query.get("recent", "")
     values["branch"] = query.get("branch", branch or "")
     return values
 
@@ -127,7 +135,7 @@ def _csv_url(request: web.Request, key: str, form: Mapping[str, str]) -> str:
 
 def _trend_charts(report: out.TrendReport) -> dict[str, Markup]:
     points = list(reversed(report.points))
-    labels = [point.started_at.strftime("%m-%d %H:%M") for point in points]
+    labels = run_labels([point.started_at for point in points])
 
     def percent(value: float | None) -> float | None:
         return None if value is None else round(value * 100, 2)

@@ -26,6 +26,7 @@ FLAKY_BOUNDS = (
     trends.FLAKY_WINDOW,
     trends.MIN_FLIP_RATE,
     trends.MIN_RUNS,
+    trends.MIN_FLIPS,
     trends.FLAKY_LIMIT,
 )
 SLOW_BOUNDS = (
@@ -69,6 +70,7 @@ def flaky_query(request: web.Request) -> trends.FlakyQuery:
         window=int(query_number(request, trends.FLAKY_WINDOW)),
         min_flip_rate=query_number(request, trends.MIN_FLIP_RATE),
         min_runs=int(query_number(request, trends.MIN_RUNS)),
+        min_flips=int(query_number(request, trends.MIN_FLIPS)),
         limit=int(query_number(request, trends.FLAKY_LIMIT)),
     )
 
@@ -77,11 +79,18 @@ def slow_query(request: web.Request) -> trends.SlowQuery:
     return trends.SlowQuery(
         branch=query_branch(request),
         window=int(query_number(request, trends.SLOW_WINDOW)),
-        recent=int(query_number(request, trends.RECENT)),
+        recent=_query_recent(request),
         min_ratio=query_number(request, trends.MIN_RATIO),
         min_delta=query_number(request, trends.MIN_DELTA),
         limit=int(query_number(request, trends.SLOW_LIMIT)),
     )
+
+
+def _query_recent(request: web.Request) -> int | None:
+    # Absent or empty (the page's blank field), the service splits the runs it finds in half.
+    if request.query.get("recent", "") == "":
+        return None
+    return int(query_number(request, trends.RECENT))
 
 
 def trend_query(request: web.Request) -> trends.TrendQuery:
@@ -251,8 +260,10 @@ def _query_params(bounds: Iterable[trends.Bound]) -> tuple[QueryParam, ...]:
             "type": "integer" if bound.integer else "number",
             "minimum": convert(bound.minimum),
             "maximum": convert(bound.maximum),
-            "default": convert(bound.default),
         }
+        # recent has no fixed default: it depends on the runs found.
+        if bound is not trends.RECENT:
+            schema["default"] = convert(bound.default)
         params.append(QueryParam(bound.name, schema, bound.description))
     return tuple(params)
 
