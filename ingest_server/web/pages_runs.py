@@ -14,7 +14,7 @@ from ingest_server.services.pagination import DEFAULT_LIMIT
 from ingest_server.services.reports import DEFAULT_CASE_WINDOW, EDIT_GATE
 from ingest_server.services.runs import RUN_STATUSES
 from ingest_server.web.api import path_uuid
-from ingest_server.web.charts import line_chart
+from ingest_server.web.charts import line_chart, run_labels
 from ingest_server.web.keys import SERVICES_KEY, get_context
 from ingest_server.web.report_api import query_uuid
 from ingest_server.web.requests import check_query, query_int, query_text
@@ -124,7 +124,7 @@ def _duration_chart(report: rs.CaseReport) -> Markup | None:
     history = list(reversed(report.history))
     if len(history) < 2:
         return None
-    labels = [entry.run.started_at.strftime("%m-%d %H:%M") for entry in history]
+    labels = run_labels([entry.run.started_at for entry in history])
     # The table's duration filter writes anything under a second in ms, so
     # a chart of sub-second values uses ms too.
     longest = max((entry.duration or 0.0 for entry in history), default=0.0)
