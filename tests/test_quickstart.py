@@ -45,15 +45,20 @@ def quickstart_env() -> dict[str, str]:
     return env
 
 
+# The quickstart runs from the top folder of a clone, where examples/demo is;
+# the package under test may be installed elsewhere, as tox does.
+CLONE = Path(__file__).resolve().parent.parent
+
+
 def quickstart_command(data_dir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "ingest_server.quickstart", "--data-dir", str(data_dir), *args]
 
 
 def run_quickstart(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the quickstart to completion in data_dir's parent folder."""
+    """Run the quickstart to completion from the top folder of the clone."""
     return subprocess.run(
         quickstart_command(data_dir, *args),
-        cwd=data_dir.parent,
+        cwd=CLONE,
         env=quickstart_env(),
         capture_output=True,
         text=True,
@@ -132,7 +137,8 @@ def test_output_password_matches_file(demo: Demo) -> None:
 
 def test_output_says_how_to_serve_again(demo: Demo) -> None:
     assert "Serve the demo again with:" in demo.result.stdout
-    assert "--database-url sqlite+aiosqlite:///demo-data/testoqa.db" in demo.result.stdout
+    database = demo.data_dir / "testoqa.db"
+    assert f"--database-url sqlite+aiosqlite:///{database}" in demo.result.stdout
 
 
 def test_credentials_private(demo: Demo) -> None:
@@ -325,7 +331,7 @@ def start_quickstart(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     def start(*args: str) -> Running:
         process = subprocess.Popen(
             quickstart_command(tmp_path / "demo-data", *args),
-            cwd=tmp_path,
+            cwd=CLONE,
             env=quickstart_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

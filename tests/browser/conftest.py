@@ -125,7 +125,8 @@ def _seed(data_dir: Path) -> dict[int, str]:
             "--data-dir",
             str(data_dir),
         ],
-        cwd=data_dir.parent,
+        # The quickstart finds examples/demo in the top folder of the clone.
+        cwd=Path(__file__).resolve().parents[2],
         env=server_env(),
         capture_output=True,
         text=True,
