@@ -10,7 +10,7 @@ from ingest_server.services.auth import PersonalTokenInfo, require_signed_in_use
 from ingest_server.services.context import RequestContext
 from ingest_server.services.errors import NotFound
 from ingest_server.web.keys import SERVICES_KEY
-from ingest_server.web.requests import check_query, read_json_body
+from ingest_server.web.requests import check_query, parse_number, read_json_body
 from ingest_server.web.routing import Route
 
 ACCOUNT = "/api/v1/account"
@@ -35,9 +35,10 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 def _number(request: web.Request) -> int:
     value = request.match_info["number"]
-    if not value.isdigit() or not 0 < int(value) < MAX_NUMBER:
+    number = parse_number(value)
+    if number is None or not 0 < number < MAX_NUMBER:
         raise NotFound(f"personal access token {value[:20]!r} not found: use its number")
-    return int(value)
+    return number
 
 
 async def list_tokens(request: web.Request, ctx: RequestContext) -> web.Response:

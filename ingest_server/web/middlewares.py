@@ -35,6 +35,7 @@ from ingest_server.web.keys import (
     set_context,
     set_request_id,
 )
+from ingest_server.web.requests import FORM_CONTENT_TYPES, read_form_body
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -230,8 +231,8 @@ async def submitted_csrf_token(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
-    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+    if request.content_type in FORM_CONTENT_TYPES:
+        form = await read_form_body(request)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""

@@ -30,7 +30,12 @@ from ingest_server.web.middlewares import (
     safe_next,
     set_session_cookie,
 )
-from ingest_server.web.requests import check_query
+from ingest_server.web.requests import (
+    FORM_CONTENT_TYPES,
+    check_query,
+    parse_number,
+    read_form_body,
+)
 from ingest_server.web.templating import render
 
 LOGIN_CSRF_MAX_AGE = 2 * 60 * 60
@@ -42,11 +47,11 @@ class FormError(InvalidInput):
 
 
 async def read_form(request: web.Request) -> Mapping[str, object]:
-    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.content_type not in FORM_CONTENT_TYPES:
         raise FormError(
             f"unsupported content type {request.content_type!r}: submit the form from the page"
         )
-    return await request.post()
+    return await read_form_body(request)
 
 
 def form_text(
@@ -68,9 +73,10 @@ def form_text(
 def path_number(request: web.Request, name: str, label: str) -> int:
     """Return a positive integer path parameter; any other value is a 404 like an unknown one."""
     value = request.match_info[name]
-    if not value.isdigit() or not 0 < int(value) < MAX_NUMBER:
+    number = parse_number(value)
+    if number is None or not 0 < number < MAX_NUMBER:
         raise NotFound(f"{label} {value[:20]!r} not found: {label}s are positive numbers")
-    return int(value)
+    return number
 
 
 def see_other(location: str) -> web.Response:

@@ -17,7 +17,13 @@ from ingest_server.web.api import path_uuid
 from ingest_server.web.charts import line_chart, run_labels
 from ingest_server.web.keys import SERVICES_KEY, get_context
 from ingest_server.web.report_api import query_uuid
-from ingest_server.web.requests import check_query, query_int, query_text
+from ingest_server.web.requests import (
+    check_query,
+    parse_number,
+    query_int,
+    query_text,
+    read_form_body,
+)
 from ingest_server.web.templating import render
 
 SAFE_LINK_SCHEMES = ("http://", "https://")
@@ -213,13 +219,14 @@ def parse_gate_form(form: dict[str, str]) -> rs.GateRules:
                 details=[FieldError("min_pass_rate", "a number from 0 to 100, or empty")],
             )
     if max_failed_text:
-        if not max_failed_text.isdigit() or int(max_failed_text) > 1_000_000:
+        parsed = parse_number(max_failed_text)
+        if parsed is None or parsed > 1_000_000:
             raise InvalidInput(
                 f"invalid maximum of failed tests {max_failed_text[:20]!r}: use a whole number "
                 "from 0 to 1000000, or leave it empty to turn the rule off",
                 details=[FieldError("max_failed", "a whole number from 0 to 1000000, or empty")],
             )
-        max_failed = int(max_failed_text)
+        max_failed = parsed
     return rs.GateRules(
         no_new_failures=form.get("no_new_failures") == "on",
         min_pass_rate=min_pass_rate,
@@ -232,7 +239,7 @@ async def save_gate(request: web.Request) -> web.Response:
     ctx = get_context(request)
     # Authorize before validating, so a viewer learns nothing from the form's errors.
     ctx.require(EDIT_GATE)
-    posted = await request.post()
+    posted = await read_form_body(request)
     form = {
         name: str(posted.get(name, ""))
         for name in ("no_new_failures", "min_pass_rate", "max_failed")

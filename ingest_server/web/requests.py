@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import pydantic_core
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from ingest_server.services.errors import FieldError
@@ -129,3 +130,30 @@ def query_text(request: web.Request, name: str, max_length: int = 250) -> str | 
             details=[FieldError(name, f"at most {max_length} characters")],
         )
     return value
+
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Digits only, ASCII, short enough for int(): str.isdigit() also admits
+# characters such as "²" that int() refuses.
+NUMBER_PATTERN = re.compile(r"[0-9]{1,18}")
+
+
+async def read_form_body(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """Return the posted form, or raise a 400 when its bytes are not a readable form."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(
+            400,
+            "invalid_form",
+            f"the form body cannot be read: {exc}; send it as UTF-8 form data",
+        ) from exc
+
+
+def parse_number(value: str) -> int | None:
+    """Return value as a non-negative integer, or None when it is not plain ASCII digits."""
+    if NUMBER_PATTERN.fullmatch(value) is None:
+        return None
+    return int(value)
