@@ -260,7 +260,10 @@ async def run_results(
             RunResult.project_id == project_id, RunResult.run_id == run.id
         )
     )
-    return [dict(row) for row in result.mappings().all()]
+    # Zipping plain rows with the column names once is several times cheaper
+    # than a RowMapping per row, and a run has thousands of rows.
+    columns = tuple(result.keys())
+    return [dict(zip(columns, row, strict=True)) for row in result.all()]
 
 
 async def get_summary(

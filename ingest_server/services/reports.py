@@ -647,26 +647,41 @@ def _duration_changes(
     after: dict[uuid.UUID, Result],
     cases: dict[uuid.UUID, TestCase],
 ) -> tuple[list[rs.DurationChange], list[rs.DurationChange]]:
-    changes: list[rs.DurationChange] = []
+    # Plain tuples first: a run has thousands of tests and only the largest
+    # changes are listed, so models are built for those alone.
+    changes: list[tuple[float, str, uuid.UUID, float, float]] = []
     for case_id in set(before) & set(after):
         if {before[case_id]["outcome"], after[case_id]["outcome"]} & NOT_EXECUTED:
             continue
         old, new = before[case_id]["duration"], after[case_id]["duration"]
         if old is None or new is None or not _real_change(old, new):
             continue
-        changes.append(
-            rs.DurationChange(
-                case=case_ref(case_id, cases),
-                base_duration=old,
-                head_duration=new,
-                change=new - old,
-                ratio=new / old if old > 0 else None,
-            )
-        )
+        changes.append((new - old, _case_key(case_id, cases), case_id, old, new))
     # Both lists put the largest absolute change first.
-    slower = sorted((c for c in changes if c.change > 0), key=lambda c: (-c.change, c.case.key))
-    faster = sorted((c for c in changes if c.change < 0), key=lambda c: (c.change, c.case.key))
-    return slower[: rs.SLOWEST_LISTED], faster[: rs.SLOWEST_LISTED]
+    slower = sorted((c for c in changes if c[0] > 0), key=lambda c: (-c[0], c[1]))
+    faster = sorted((c for c in changes if c[0] < 0), key=lambda c: (c[0], c[1]))
+    return (
+        [_duration_change(change, cases) for change in slower[: rs.SLOWEST_LISTED]],
+        [_duration_change(change, cases) for change in faster[: rs.SLOWEST_LISTED]],
+    )
+
+
+def _case_key(case_id: uuid.UUID, cases: dict[uuid.UUID, TestCase]) -> str:
+    case = cases.get(case_id)
+    return case.key if case is not None else str(case_id)
+
+
+def _duration_change(
+    change: tuple[float, str, uuid.UUID, float, float], cases: dict[uuid.UUID, TestCase]
+) -> rs.DurationChange:
+    delta, _, case_id, old, new = change
+    return rs.DurationChange(
+        case=case_ref(case_id, cases),
+        base_duration=old,
+        head_duration=new,
+        change=delta,
+        ratio=new / old if old > 0 else None,
+    )
 
 
 def _real_change(old: float, new: float) -> bool:
