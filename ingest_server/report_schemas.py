@@ -1,8 +1,8 @@
 """Pydantic models of the report JSON: projects, runs, one run, one case, comparison and gate.
 
-Pass rates are ratios from 0 to 1 (passed / (passed + failed + error)) or
-null when a run has none of those outcomes; the gate's ``min_pass_rate`` is
-a percentage from 0 to 100, as people write it.
+Pass rates are ratios from 0 to 1 (passed / (passed + failed + error)). A
+pass rate is null when a run has none of those outcomes. The gate's
+``min_pass_rate`` is a percentage from 0 to 100, as people write it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest_server.schemas import CaseOut, CiOut, RunStatus
 
-# Longest lists a report returns; counts always cover every item.
+# Maximum lengths of the lists a report returns. The counts next to a list
+# (new_failure_count, a failure group's count, a comparison's counts) cover
+# every item, listed or not. failure_groups and passed_on_rerun have no such count.
 MAX_LISTED = 500
 MAX_GROUP_TESTS = 50
 SLOWEST_LISTED = 20

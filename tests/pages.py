@@ -1,8 +1,9 @@
 """A small HTML reader for page tests, built on the standard library's html.parser.
 
-``parse(html)`` returns the root ``Element``; find elements by tag, id,
-class or any attribute, read a table's rows as lists of cell texts, and
-collect link targets, without matching strings against markup.
+``parse(html)`` returns the root ``Element``. Its methods find elements by
+tag, id, class or any attribute, read a table's rows as lists of cell
+texts and collect link targets, so tests need not match strings against
+markup.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Live run updates: the event stream of a run page, and the run event bus under it.
 
-Stream tests talk to the real app through ``client`` on SQLite (memory bus)
-and PostgreSQL (LISTEN/NOTIFY bus); the bus tests on PostgreSQL use a real
+Stream tests call the real app through ``client`` on SQLite (memory bus)
+and PostgreSQL (LISTEN/NOTIFY bus). The bus tests on PostgreSQL use a real
 server and cut the listening connection from outside.
 """
 
@@ -40,7 +40,7 @@ WAIT_TIMEOUT = 15.0
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    # A short interval and ping keep the tests fast; the defaults are 0.5 s and 15 s.
+    # A short interval and ping keep the tests fast. The defaults are 0.5 s and 15 s.
     return Settings(database_url=database_url, live_interval=0.05, live_ping_interval=0.2)
 
 

@@ -244,7 +244,7 @@ async def request(
     path: str,
     query: dict[str, str],
 ) -> tuple[int, dict[str, Any]]:
-    """Call an operation as the signed-in admin; a CSV answer comes back as {"csv": text}."""
+    """Call an operation as the signed-in admin. A CSV response is returned as {"csv": text}."""
     # Routes that take a body get an empty JSON object. The handlers check the
     # query before they read the body, so its contents do not matter here.
     kwargs: dict[str, Any] = {"headers": member.csrf_header, "params": query}

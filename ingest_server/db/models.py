@@ -307,7 +307,7 @@ class SignInFailure(Base):
     """One failed sign-in, counted per account and per address to rate-limit guessing.
 
     Kept in the database rather than process memory so that every server
-    process sees the same counts.
+    process reads the same counts.
     """
 
     __tablename__ = "sign_in_failures"
@@ -335,7 +335,7 @@ class RunSummary(Base):
     """A run's totals, computed from its executions when the run settles.
 
     Reports over many runs (trends, the runs list, the projects page) read
-    these rows instead of scanning executions; they are rebuilt from the
+    these rows instead of scanning executions. The rows are rebuilt from the
     executions whenever results of a settled run change.
     """
 
@@ -379,7 +379,7 @@ class RunResult(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     case_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    # The final attempt's outcome; "not_run" for a collected case without executions.
+    # The final attempt's outcome, or "not_run" for a collected case without executions.
     outcome: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(Integer)
     passed_on_rerun: Mapped[bool] = mapped_column(Boolean)

@@ -137,13 +137,13 @@ class MemoryBus(EventBus):
 
 
 class PostgresBus(EventBus):
-    """LISTEN on a dedicated asyncpg connection; publish with pg_notify.
+    """Event bus that listens on a dedicated asyncpg connection and publishes with pg_notify.
 
     Publishing goes through the server's connection pool, so it works before
-    start() and after close(), and never waits for the listening connection.
-    The listening connection is opened again with a growing delay when it
-    drops; every subscriber is then woken once to re-read what it may have
-    missed.
+    start() and after close() and does not use the listening connection.
+    When the listening connection drops, it is opened again with a growing
+    delay. Every subscriber is then woken once so it re-reads what it may
+    have missed.
     """
 
     def __init__(
@@ -177,11 +177,11 @@ class PostgresBus(EventBus):
         await self._close_connection()
 
     async def publish(self, project_id: int, run_id: uuid.UUID, kind: EventKind) -> None:
-        """Send the event with NOTIFY; a database failure is logged, not raised.
+        """Send the event with NOTIFY. A database failure is logged, not raised.
 
         The change the event announces is already committed, so a lost event
-        delays a browser's update until the next one; it must not fail the
-        request that made the change.
+        only delays a browser's update until the next event. It must not fail
+        the request that made the change.
         """
         payload = RunEvent(project_id, run_id, kind).payload()
         try:

@@ -32,7 +32,7 @@ FAILING = ("failed", "error")
 
 
 async def member_projects(session: AsyncSession, user_id: int) -> list[tuple[Project, str]]:
-    """Return the projects a user holds a membership of, with the role, by project key."""
+    """Return the projects a user is a member of, with the role, by project key."""
     result = await session.execute(
         select(Project, Membership.role)
         .join(Membership, Membership.project_id == Project.id)

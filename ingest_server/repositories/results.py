@@ -26,7 +26,7 @@ SUMMARY_OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed"
 
 @dataclass
 class _CaseAttempts:
-    """What summarizing needs of one case's executions in one run."""
+    """The executions of one case in one run, as summarizing needs them."""
 
     final: Any  # the row of the final attempt
     attempts: int = 0
@@ -36,8 +36,8 @@ class _CaseAttempts:
 def is_final_before(candidate: Any, current: Any) -> bool:
     """Return True when current is a later attempt than candidate.
 
-    The final attempt has the highest attempt number; equal numbers (the
-    same test on several workers) are ordered by start time, then id.
+    The final attempt has the highest attempt number. Equal numbers, from the
+    same test on several workers, are ordered by start time, then id.
     """
     return (candidate.attempt, candidate.started_at, candidate.id) < (
         current.attempt,
@@ -212,7 +212,7 @@ async def compute_results(
 ) -> list[dict[str, Any]]:
     """Return the run's result rows, as dicts of RunResult columns, from its executions.
 
-    The last attempt of each case decides its outcome; a collected case
+    The last attempt of each case decides its outcome. A collected case
     without executions is ``not_run``.
     """
     check_run_project(project_id, run)

@@ -1,9 +1,10 @@
 """Live progress of running runs: counts by outcome, read again whenever the run changes.
 
 One feed per run and process reads the run's progress when the event bus
-reports a change, at most once per interval, and shares each reading with
-every stream of that run in the process. Each stream is authorized on its
-own before it joins a feed.
+reports a change. After each read the feed pauses for one interval, so
+changes during the pause fold into a single next read. The feed shares
+each reading with every stream of that run in the process. Each stream is
+authorized on its own before it joins a feed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Progress:
     status: str
     counts: dict[str, int]
     done: int
-    # The collected count the run reported, else its collected cases; None if neither is known.
+    # The collected count the run reported, else its collected cases, or None if neither is known.
     collected: int | None
 
     @property
@@ -84,7 +85,7 @@ class _Feed:
         return not self._task.done()
 
     async def next_after(self, version: int) -> tuple[int, Progress] | None:
-        """Wait for a reading newer than version; None once the feed has ended."""
+        """Wait for a reading newer than version, or return None once the feed has ended."""
         while self.version <= version and not self.ended:
             await self._changed.wait()
         if self.version <= version or self.latest is None:
@@ -165,7 +166,7 @@ class LiveService:
         """Authorize a stream of one run's progress and yield its readings.
 
         The readings start with the current progress and end after the first
-        one of a settled run; they also end early when the server stops.
+        one of a settled run. They also end early when the server stops.
         Raises NotFound for an unknown run and TooManyStreams at the limit.
         """
         project = ctx.require(Action.READ_RESULTS)

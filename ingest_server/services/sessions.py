@@ -49,7 +49,7 @@ _DUMMY_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
 
 
 class SignInFailed(Unauthenticated):
-    """Wrong email or password, or a disabled account; the message does not tell which."""
+    """Wrong email or password, or a disabled account. The message does not say which."""
 
 
 class SignInThrottled(ServiceError):
@@ -75,7 +75,7 @@ class SignedIn:
 
 @dataclass(frozen=True)
 class SessionPrincipal:
-    """The principal a valid session cookie stands for, with the session's CSRF token."""
+    """The principal a valid session cookie belongs to, with the session's CSRF token."""
 
     principal: Principal
     csrf_token: str
@@ -118,7 +118,7 @@ class SessionService:
         """Check the password and open a new session, or raise SignInFailed or SignInThrottled.
 
         A throttled attempt is rejected before the password is checked. The
-        new session always has a new id; the session of the cookie value
+        new session always has a new id. The session of the cookie value
         ``replaces``, sent before signing in, is deleted.
         """
         email = email.strip().lower()[:MAX_EMAIL_LENGTH]
@@ -130,8 +130,8 @@ class SessionService:
             user = await project_repo.get_user_by_email(session, email) if email else None
         password = password[:MAX_PASSWORD_LENGTH]
         stored_hash = user.password_hash if user is not None else _DUMMY_HASH
-        # argon2 takes tens of milliseconds of CPU; off the event loop it
-        # does not stall the other requests.
+        # argon2 takes tens of milliseconds of CPU, so it runs off the event
+        # loop to avoid stalling the other requests.
         valid = await asyncio.to_thread(_verify_password, stored_hash, password)
         if user is None or not valid or user.disabled_at is not None:
             reason = "unknown_email" if user is None else "wrong_password"
@@ -160,7 +160,7 @@ class SessionService:
         return SessionPrincipal(principal=user_principal(user), csrf_token=row.csrf_token)
 
     async def sign_out(self, cookie_value: str, request_id: str) -> None:
-        """Delete the session of cookie_value; signing out twice is not an error."""
+        """Delete the session of cookie_value. Signing out twice is not an error."""
         id_hash = hash_session_id(cookie_value)
         async with self._db.write() as session:
             found = await session_repo.get_session_with_user(session, id_hash)
@@ -180,9 +180,9 @@ class SessionService:
         self, email: str, address: str, attempt: Attempt, now: dt.datetime
     ) -> None:
         # NOTE: counting and recording are separate transactions, so attempts
-        # that run at the same moment may each pass; the excess is at most
-        # the number of concurrent attempts. Each throttled attempt is audited,
-        # so a flood of them grows audit_events.
+        # that run at the same moment may each pass. The excess is at most the
+        # number of concurrent attempts. Each throttled attempt is audited, so
+        # a flood of them grows audit_events.
         since = now - FAILURE_WINDOW
         async with self._db.read() as session:
             by_account = await session_repo.count_failures(session, "account", email, since)

@@ -1,6 +1,6 @@
 """Server-side SVG charts for the report pages, drawn with pygal.
 
-Every chart is a ``<figure>`` holding an inline SVG and a ``<details>`` table
+Every chart is a ``<figure>`` containing an inline SVG and a ``<details>`` table
 of the same numbers. The SVG needs no JavaScript and loads nothing: pygal's
 tooltip scripts, which point at a CDN by default, are removed. Series differ
 by dash pattern and marker shape (lines) or fill pattern (bars) as well as by
@@ -31,10 +31,11 @@ MARKERS = ("circle", "square", "triangle", "diamond")
 # Bar fills: the first series is solid, the others are hatched.
 HATCHES = ("solid", "diagonal", "dots", "cross", "horizontal", "vertical", "backslash")
 MAX_X_LABELS = 10
-# Above this many points a line chart draws no markers, because they would
-# overlap and pygal spends most of its time on them (18 ms with markers and
-# 5 ms without for 200 points, measured once with time.perf_counter on a
-# 2-core AMD EPYC). Dash patterns still tell the lines apart.
+# Above this many points a line chart draws no markers. The markers would
+# overlap, and pygal spends most of its time on them. For 200 points a chart
+# took 18 ms with markers and 5 ms without. That is an estimate, measured
+# once with time.perf_counter on a 2-core AMD EPYC. Dash patterns still tell
+# the lines apart.
 MAX_MARKED_POINTS = 60
 MARKER_RADIUS = 3.5
 # The SVG's own size. The page scales it to the figure's width (60rem in

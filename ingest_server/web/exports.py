@@ -1,4 +1,4 @@
-"""CSV answers of the report routes: the format parameter, safe cells and the response."""
+"""CSV responses of the report routes: the format parameter, safe cells and the response."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def wants_csv(request: web.Request) -> bool:
-    """Return True for ?format=csv; raise a 422 for a format other than json or csv."""
+    """Return True for ?format=csv, or raise a 422 for a format other than json or csv."""
     value = request.query.get("format", "json")
     if value not in FORMATS:
         raise RequestError(
@@ -30,7 +30,7 @@ def wants_csv(request: web.Request) -> bool:
 
 
 def csv_cell(value: object) -> str | int | float:
-    """Return value for a CSV cell; text that a spreadsheet would run as a formula is quoted."""
+    """Return value for a CSV cell, prefixing "'" to text a spreadsheet would run as a formula."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -49,7 +49,7 @@ def csv_response(
     rows: Iterable[Sequence[object]],
     next_url: str | None = None,
 ) -> web.Response:
-    """Return rows as a text/csv attachment; a next page is linked in the Link header."""
+    """Return rows as a text/csv attachment, linking a next page in the Link header."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)

@@ -33,15 +33,15 @@ class Route:
     handler: ApiHandler
     name: str
     summary: str
-    # None for a route outside any project (such as the caller's project
-    # list); its service checks the principal itself.
+    # None for a route outside any project, such as the caller's project
+    # list. The service of such a route checks the principal itself.
     action: Action | None
     response: type[BaseModel]
     request: type[BaseModel] | None = None
     status: int = 200
     query: tuple[QueryParam, ...] = ()
     extra_statuses: tuple[int, ...] = field(default=())
-    # True when the route also answers text/csv for ?format=csv.
+    # True when the route also returns text/csv for ?format=csv.
     csv: bool = False
 
 
@@ -55,7 +55,7 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = get_context(request)
         # Authorize before the body is read, so a project the caller may not
-        # see is a 404 whatever the body holds. The service checks again.
+        # see is a 404 whatever the body contains. The service checks again.
         if route.action is not None:
             ctx.require(route.action)
         return await route.handler(request, ctx)
